@@ -1,0 +1,58 @@
+# Two commands do all the set-up: `make run` and `make test`. Needs only Python 3.11+ on the machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-fast lint format migrate demo worker web ci contracts bench clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets.txt | $(VENV)/bin/python
+	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -r requirements-assets.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_demo
+
+## Create the venv, install, migrate, load the demo, then run the web server and a Celery worker (Ctrl-C stops both).
+run: demo
+	$(PY) manage.py run_platform --host $(HOST) --port $(PORT)
+
+## The whole suite on the embedded defaults (SQLite, filesystem broker, in-process chain): no services needed.
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not worker and not browser and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+worker: install
+	$(VENV)/bin/celery -A config worker -Q default,attribution,gpu --loglevel INFO
+
+web: install
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf var/test-broker var/test-media var/test.sqlite3*

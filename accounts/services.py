@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import is_address, to_checksum_address
+
+from accounts.audit import audit_record
+from accounts.models import ApiToken, User, WalletChallenge, hash_token, new_token_value
+
+CHALLENGE_TTL = timedelta(minutes=15)
+
+
+def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create an API token; returns the row and the raw value, which is never shown again."""
+    name = name.strip()
+    if not name:
+        raise ValidationError("Give the token a name so you can tell it apart later (for example 'laptop').")
+    raw = new_token_value()
+    token = ApiToken.objects.create(user=user, name=name[:100], prefix=raw[:10], token_hash=hash_token(raw))
+    audit_record(actor=user, action="token.create", target=token, after={"name": token.name, "prefix": token.prefix})
+    return token, raw
+
+
+def token_revoke(*, user: User, token_id: int) -> ApiToken:
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().filter(pk=token_id, user=user).first()
+        if token is None:
+            raise ValidationError("No such token among yours.")
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+            audit_record(actor=user, action="token.revoke", target=token, after={"prefix": token.prefix})
+    return token
+
+
+def wallet_challenge_create(*, user: User, address: str) -> WalletChallenge:
+    address = address.strip()
+    if not is_address(address):
+        raise ValidationError(f"{address!r} is not an Ethereum address (expected 0x followed by 40 hex digits).")
+    address = to_checksum_address(address)
+    nonce = secrets.token_hex(16)
+    now = timezone.now()
+    message = (
+        "Datanets wallet link\n"
+        f"Account: {user.username}\n"
+        f"Address: {address}\n"
+        f"Nonce: {nonce}\n"
+        f"Issued: {now:%Y-%m-%dT%H:%M:%SZ}\n"
+        "Signing this proves you control the address. It costs nothing and sends no transaction."
+    )
+    return WalletChallenge.objects.create(
+        user=user, address=address, nonce=nonce, message=message, expires_at=now + CHALLENGE_TTL
+    )
+
+
+def wallet_link(*, user: User, nonce: str, signature: str) -> User:
+    """Check an EIP-191 personal_sign signature of a challenge and link its address to the user."""
+    with transaction.atomic():
+        challenge = WalletChallenge.objects.select_for_update().filter(user=user, nonce=nonce).first()
+        if challenge is None:
+            raise ValidationError("Unknown challenge: ask for a new one and sign it.")
+        if challenge.used_at is not None:
+            raise ValidationError("This challenge was already used: ask for a new one.")
+        if challenge.expires_at < timezone.now():
+            raise ValidationError("This challenge expired (they last 15 minutes): ask for a new one.")
+        try:
+            recovered = Account.recover_message(encode_defunct(text=challenge.message), signature=signature.strip())
+        except Exception:  # eth-account raises several types for malformed signatures
+            raise ValidationError("The signature is malformed: sign the exact message with personal_sign.") from None
+        if recovered != challenge.address:
+            raise ValidationError(
+                f"The signature was made by {recovered}, not by {challenge.address}. Sign with the address you entered."
+            )
+        challenge.used_at = timezone.now()
+        challenge.save(update_fields=["used_at"])
+        before = {"wallet_address": user.wallet_address}
+        user.wallet_address = challenge.address
+        user.wallet_linked_at = timezone.now()
+        try:
+            with transaction.atomic():
+                user.save(update_fields=["wallet_address", "wallet_linked_at"])
+        except IntegrityError:
+            raise ValidationError("This address is already linked to another account.") from None
+        audit_record(actor=user, action="wallet.link", target=user, before=before, after={"wallet_address": user.wallet_address})
+    return user
+
+
+def reward_address(*, user: User) -> str:
+    """The only address rewards may go to. Unlinked users get an error that says how to link one."""
+    if not user.wallet_address:
+        raise ValidationError("Link a wallet on your account page before rewards can be paid to you.")
+    return user.wallet_address

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import services
+from accounts.forms import SignUpForm, TokenForm, WalletForm
+from config.errors import UserError
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("datanets:list")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}. Pick a Datanet to contribute to, or create one.")
+        return redirect("datanets:list")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
+            form = TokenForm()
+        except ValidationError as exc:
+            form.add_error("name", exc)
+    return render(
+        request, "accounts/tokens.html",
+        {"form": form, "new_token": new_token, "tokens": request.user.api_tokens.all()},
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        token = services.token_revoke(user=request.user, token_id=pk)
+        messages.success(request, f"Token {token.name} ({token.prefix}…) is revoked; requests with it now fail.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("accounts:tokens")
+
+
+@login_required
+def wallet(request: HttpRequest) -> HttpResponse:
+    challenge = None
+    form = None
+    if request.method == "POST" and "address" in request.POST:
+        try:
+            challenge = services.wallet_challenge_create(user=request.user, address=request.POST["address"])
+            form = WalletForm(initial={"nonce": challenge.nonce})
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    elif request.method == "POST":
+        form = WalletForm(request.POST)
+        if form.is_valid():
+            try:
+                services.wallet_link(user=request.user, **form.cleaned_data)
+                messages.success(request, f"Wallet {request.user.wallet_address} is linked: rewards go there.")
+                return redirect("accounts:wallet")
+            except (ValidationError, UserError) as exc:
+                messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+        challenge = request.user.wallet_challenges.filter(nonce=request.POST.get("nonce", "")).first()
+    return render(request, "accounts/wallet.html", {"challenge": challenge, "form": form})

@@ -1,0 +1,24 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from accounts import api as accounts_api
+from datanets import api as datanets_api
+
+app_name = "api"
+
+router = DefaultRouter()
+router.register("datanets", datanets_api.DatanetViewSet, basename="datanet")
+router.register("uploads", datanets_api.UploadViewSet, basename="upload")
+router.register("contributions", datanets_api.ContributionViewSet, basename="contribution")
+router.register("records", datanets_api.RecordViewSet, basename="record")
+router.register("snapshots", datanets_api.SnapshotViewSet, basename="snapshot")
+router.register("jobs", datanets_api.JobViewSet, basename="job")
+
+urlpatterns = [
+    path("me/", accounts_api.MeView.as_view(), name="me"),
+    path("tokens/", accounts_api.TokenListView.as_view(), name="tokens"),
+    path("tokens/<int:pk>/revoke/", accounts_api.TokenRevokeView.as_view(), name="token-revoke"),
+    path("wallet/challenge/", accounts_api.WalletChallengeView.as_view(), name="wallet-challenge"),
+    path("wallet/link/", accounts_api.WalletLinkView.as_view(), name="wallet-link"),
+    *router.urls,
+]

@@ -1,0 +1,21 @@
+"""Settings for the test suite: the embedded defaults with their own broker folder and test database file.
+
+A session of ``make run`` and a test run can share a machine without stealing each other's tasks.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATANETS_BROKER_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-broker"))
+
+from config.settings import *  # noqa: E402,F403
+from config.settings import BROKER_DIR, REDIS_URL, celery_broker_settings  # noqa: E402
+
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker_settings(REDIS_URL, BROKER_DIR)
+if REDIS_URL:
+    # Tests kill workers on purpose: get their unacked tasks back in seconds, not hours.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update({"visibility_timeout": 30, "unacked_restore_interval": 2.0})
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405

@@ -1,0 +1,303 @@
+"""REST API for Datanets. Every action calls the same service the HTML pages call."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from config.errors import Forbidden, NotFound, TooLarge, UserError
+from datanets import selectors, services
+from datanets.models import Contribution, Datanet, Job, Record, Snapshot, Upload
+from datanets.serializers import (
+    ContributionSerializer,
+    DatanetSerializer,
+    JobSerializer,
+    PasteSerializer,
+    RecordSerializer,
+    RowErrorSerializer,
+    SnapshotExportSerializer,
+    SnapshotPublishSerializer,
+    SnapshotSerializer,
+    UploadSerializer,
+    UploadStartSerializer,
+    VoteSerializer,
+)
+
+
+def _contribution_response(result: services.ContributionResult) -> Response:
+    body = ContributionSerializer(result.contribution).data
+    body["duplicate_file"] = not result.created
+    body["message"] = result.message
+    return Response(body, status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK)
+
+
+class DatanetViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = DatanetSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[Datanet]:
+        return selectors.datanets_visible(self.request.user).order_by("-created_at")
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "with_counts": self.action == "retrieve"}
+
+    def perform_create(self, serializer: DatanetSerializer) -> None:
+        data = dict(serializer.validated_data)
+        curators = data.pop("curators", [])
+        serializer.instance = services.datanet_create(owner=self.request.user, curators=curators, **data)
+
+    def perform_update(self, serializer: DatanetSerializer) -> None:
+        data = dict(serializer.validated_data)
+        curators = data.pop("curators", None)
+        data.pop("slug", None)
+        datanet = services.datanet_update(actor=self.request.user, datanet=serializer.instance, **data)
+        if curators is not None:
+            current = set(selectors.curators_of(datanet))
+            for user in set(curators) - current:
+                services.curator_set(actor=self.request.user, datanet=datanet, user=user, curator=True)
+            for user in current - set(curators):
+                services.curator_set(actor=self.request.user, datanet=datanet, user=user, curator=False)
+        serializer.instance = datanet
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", str, enum=Record.Status.values),
+            OpenApiParameter("label", str),
+            OpenApiParameter("contributor", str),
+        ],
+        responses=RecordSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def records(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        qs = Record.objects.filter(datanet=datanet).select_related("contributor").order_by("id")
+        for param, field in (("status", "status"), ("label", "label"), ("contributor", "contributor__username")):
+            if value := request.query_params.get(param):
+                qs = qs.filter(**{field: value})
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(RecordSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Return records with a larger id (keyset pagination)."),
+            OpenApiParameter("limit", int), OpenApiParameter("label", str), OpenApiParameter("contributor", str),
+        ],
+        responses=RecordSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"], url_path="review-queue", permission_classes=[permissions.IsAuthenticated])
+    def review_queue(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        if not selectors.is_curator(request.user, datanet):
+            raise Forbidden("Only this Datanet's curators have a review queue.")
+        try:
+            after = int(request.query_params.get("after", 0))
+            limit = min(max(int(request.query_params.get("limit", 50)), 1), 200)
+        except ValueError:
+            raise UserError("'after' and 'limit' must be whole numbers.") from None
+        records = selectors.review_queue(
+            datanet=datanet, curator=request.user, after_id=after, limit=limit,
+            label=request.query_params.get("label", ""), contributor=request.query_params.get("contributor", ""),
+        )
+        data = RecordSerializer(records, many=True).data
+        return Response({"results": data, "next_after": records[-1].pk if records else None})
+
+    @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}, "column_map": {"type": "string"}}}}, responses=ContributionSerializer)
+    @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser, FormParser, JSONParser],
+            permission_classes=[permissions.IsAuthenticatedOrReadOnly])
+    def contributions(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        if request.method == "GET":
+            qs = Contribution.objects.filter(datanet=datanet).select_related("contributor", "job")
+            if mine := request.query_params.get("mine"):
+                if mine.lower() in {"1", "true"} and request.user.is_authenticated:
+                    qs = qs.filter(contributor=request.user)
+            page = self.paginate_queryset(qs)
+            return self.get_paginated_response(ContributionSerializer(page, many=True).data)
+        upload = request.FILES.get("file")
+        if upload is not None:
+            import json
+
+            column_map = {}
+            if raw_map := request.data.get("column_map"):
+                try:
+                    column_map = json.loads(raw_map) if isinstance(raw_map, str) else raw_map
+                except ValueError:
+                    raise UserError("column_map must be JSON, for example {\"review\": \"text\"}.") from None
+            if upload.size > settings.UPLOAD_MAX_BYTES:
+                raise TooLarge(f"The file is {upload.size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "upload"
+                with open(path, "wb") as fh:
+                    for chunk in upload.chunks():
+                        fh.write(chunk)
+                result = services.contribution_from_path(
+                    user=request.user, datanet=datanet, path=path, filename=upload.name, column_map=column_map
+                )
+            return _contribution_response(result)
+        serializer = PasteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.contribution_from_paste(
+            user=request.user, datanet=datanet, text=serializer.validated_data["text"],
+            fmt=serializer.validated_data["format"],
+        )
+        return _contribution_response(result)
+
+    @extend_schema(request=UploadStartSerializer, responses=UploadSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def uploads(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        serializer = UploadStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        upload = services.upload_start(user=request.user, datanet=datanet, **serializer.validated_data)
+        body = UploadSerializer(upload).data
+        body["chunk_size"] = settings.UPLOAD_CHUNK_BYTES
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=SnapshotPublishSerializer, responses=SnapshotSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def snapshots(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        if request.method == "GET":
+            return Response(SnapshotSerializer(datanet.snapshots.all(), many=True).data)
+        if not request.user.is_authenticated:
+            raise Forbidden("Log in as the Datanet's owner to publish.")
+        serializer = SnapshotPublishSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        snapshot = services.snapshot_publish(actor=request.user, datanet=datanet, **serializer.validated_data)
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, slug: str) -> Response:
+        datanet = self.get_object()
+        return Response({
+            "counts": selectors.datanet_counts(datanet),
+            "curators": selectors.curator_stats(datanet),
+            "contributors": selectors.contributor_stats(datanet),
+        })
+
+
+class UploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Resumable uploads: ``PUT chunk`` with ``Upload-Offset``, then ``POST complete``. ``GET`` says where to resume."""
+
+    serializer_class = UploadSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Upload]:
+        return Upload.objects.filter(user=self.request.user)
+
+    @extend_schema(
+        request={"application/octet-stream": {"type": "string", "format": "binary"}},
+        parameters=[OpenApiParameter("Upload-Offset", int, location=OpenApiParameter.HEADER, required=True)],
+        responses=UploadSerializer,
+    )
+    @action(detail=True, methods=["put"], parser_classes=[])
+    def chunk(self, request: Request, pk: str) -> Response:
+        try:
+            offset = int(request.headers.get("Upload-Offset", ""))
+        except ValueError:
+            raise UserError("Send the chunk's starting byte in the Upload-Offset header.") from None
+        data = request._request.body
+        if len(data) > settings.UPLOAD_CHUNK_BYTES:
+            raise TooLarge(f"Chunks are at most {settings.UPLOAD_CHUNK_BYTES:,} bytes.")
+        upload = services.upload_append(user=request.user, upload_id=pk, offset=offset, data=data)
+        return Response(UploadSerializer(upload).data)
+
+    @extend_schema(request=None, responses=ContributionSerializer)
+    @action(detail=True, methods=["post"])
+    def complete(self, request: Request, pk: str) -> Response:
+        return _contribution_response(services.upload_complete(user=request.user, upload_id=pk))
+
+
+class ContributionViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = ContributionSerializer
+
+    def get_queryset(self) -> QuerySet[Contribution]:
+        visible = selectors.datanets_visible(self.request.user).values("pk")
+        return Contribution.objects.filter(datanet__in=visible).select_related("contributor", "job")
+
+    @extend_schema(responses=RowErrorSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def errors(self, request: Request, pk: str) -> Response:
+        contribution = self.get_object()
+        page = self.paginate_queryset(contribution.row_errors.all())
+        return self.get_paginated_response(RowErrorSerializer(page, many=True).data)
+
+
+class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = RecordSerializer
+
+    def get_queryset(self) -> QuerySet[Record]:
+        visible = selectors.datanets_visible(self.request.user).values("pk")
+        return Record.objects.filter(datanet__in=visible).select_related("contributor")
+
+    @extend_schema(request=VoteSerializer, responses=RecordSerializer)
+    @action(detail=True, methods=["get", "post"], permission_classes=[permissions.IsAuthenticatedOrReadOnly])
+    def votes(self, request: Request, pk: str) -> Response:
+        if request.method == "GET":
+            record = self.get_object()
+            return Response(VoteSerializer(record.votes.select_related("curator"), many=True).data)
+        serializer = VoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not Record.objects.filter(pk=pk).exists():
+            raise NotFound(f"There is no record #{pk}.")
+        record = services.vote_cast(
+            curator=request.user, record_id=int(pk), decision=serializer.validated_data["decision"],
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return Response(RecordSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SnapshotSerializer
+
+    def get_queryset(self) -> QuerySet[Snapshot]:
+        visible = selectors.datanets_visible(self.request.user).values("pk")
+        return Snapshot.objects.filter(datanet__in=visible).select_related("datanet", "published_by")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["jsonl", "parquet"])],
+        request=None, responses=SnapshotExportSerializer(many=True),
+    )
+    @action(detail=True, methods=["get", "post"], url_path="exports")
+    def exports(self, request: Request, pk: str) -> Response:
+        snapshot = self.get_object()
+        if request.method == "GET":
+            return Response(SnapshotExportSerializer(snapshot.exports.select_related("job"), many=True).data)
+        if not request.user.is_authenticated:
+            raise Forbidden("Log in to request an export.")
+        fmt = request.query_params.get("format") or request.data.get("format", "")
+        export = services.snapshot_export_request(actor=request.user, snapshot=snapshot, fmt=fmt)
+        return Response(SnapshotExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = JobSerializer
+    permission_classes = [permissions.AllowAny]
+    queryset = Job.objects.all()
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def cancel(self, request: Request, pk: str) -> Response:
+        job = get_object_or_404(Job, pk=pk)
+        if job.created_by_id != request.user.pk and not request.user.is_staff:
+            raise Forbidden("Only the person who started this job can cancel it.")
+        if job.is_active:
+            Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+            job.refresh_from_db()
+        return Response(JobSerializer(job).data)
+
+

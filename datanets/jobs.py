@@ -1,0 +1,138 @@
+"""Job rows: the truth about background work.
+
+A task claims its job with one conditional UPDATE, so a task delivered twice (broker redelivery, or the requeue
+on worker start) runs the work once. Workers requeue, on start, jobs that were queued or whose running worker
+stopped sending heartbeats: the filesystem broker loses a message when the whole worker is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any, Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from accounts.models import User
+from datanets.models import Job
+
+log = logging.getLogger(__name__)
+
+# kind -> dotted Celery task name that takes (job_id: str)
+JOB_TASKS: dict[str, str] = {
+    "ingest": "datanets.ingest_contribution",
+    "export": "datanets.export_snapshot",
+}
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=getattr(settings, "JOB_STALE_SECONDS", 60))
+
+
+def job_create(*, kind: str, target_id: str | int = "", user: User | None = None, message: str = "") -> Job:
+    return Job.objects.create(
+        kind=kind, target_id=str(target_id), created_by=user if user and user.is_authenticated else None,
+        message=message or "Waiting for a worker",
+    )
+
+
+def job_enqueue(job: Job) -> None:
+    """Send the job's task once the surrounding transaction commits (a worker must see the row)."""
+    from config.celery import app
+
+    task_name = JOB_TASKS[job.kind]
+    job_id = str(job.id)
+    transaction.on_commit(lambda: app.send_task(task_name, args=[job_id]))
+
+
+def job_claim(*, job_id: str) -> Job | None:
+    """Mark the job running if nobody else runs it. Returns None when it is finished or owned by a live worker."""
+    now = timezone.now()
+    claimable = (
+        Q(status=Job.Status.QUEUED)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__lt=now - stale_after())
+        | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
+    )
+    claimed = Job.objects.filter(claimable, pk=job_id).update(
+        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
+        message="Started",
+    )
+    if not claimed:
+        return None
+    return Job.objects.get(pk=job_id)
+
+
+class JobProgress:
+    """Writes progress to the job row at most every ``interval`` seconds; every write is a heartbeat."""
+
+    def __init__(self, job: Job, *, total: int = 0, unit: str = "items", interval: float = 0.5) -> None:
+        self.job = job
+        self.interval = interval
+        self._last = 0.0
+        self.started = time.monotonic()
+        Job.objects.filter(pk=job.pk).update(progress_total=total, progress_unit=unit)
+
+    def update(self, done: int, *, total: int | None = None, message: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        fields: dict[str, Any] = {"progress_done": done, "heartbeat_at": timezone.now()}
+        if total is not None:
+            fields["progress_total"] = total
+        if message:
+            fields["message"] = message[:500]
+        Job.objects.filter(pk=self.job.pk).update(**fields)
+
+    def cancelled(self) -> bool:
+        return Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
+
+
+def job_succeed(*, job: Job, result: dict[str, Any] | None = None, message: str = "Done") -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED, result=result or {}, message=message[:500], finished_at=timezone.now(),
+        progress_done=F("progress_total"),
+    )
+
+
+def job_fail(*, job: Job, error: str, message: str = "Failed") -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error=error, message=message[:500], finished_at=timezone.now()
+    )
+
+
+def job_run(job_id: str, work: Callable[[Job], None]) -> None:
+    """Claim the job and run ``work``; an unexpected error fails the job with a readable message and re-raises."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        log.info("job %s is finished or running elsewhere; skipping", job_id)
+        return
+    try:
+        work(job)
+    except Exception as exc:  # the job row must say what happened, whatever it was
+        log.exception("job %s failed", job_id)
+        job_fail(job=job, error=f"{type(exc).__name__}: {exc}", message="Failed unexpectedly; see the error")
+        raise
+
+
+def jobs_requeue_stale() -> int:
+    """Re-send jobs left queued or running by a worker that died. Safe to call on every worker start."""
+    from config.celery import app
+
+    cutoff = timezone.now() - stale_after()
+    stale = Job.objects.filter(
+        Q(status=Job.Status.QUEUED, created_at__lt=cutoff)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
+    ).filter(kind__in=JOB_TASKS)
+    count = 0
+    for job in stale:
+        app.send_task(JOB_TASKS[job.kind], args=[str(job.id)])
+        count += 1
+    if count:
+        log.warning("requeued %d job(s) left by a stopped worker", count)
+    return count

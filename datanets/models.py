@@ -1,0 +1,362 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from datanets.ingest.schema import RECORD_KINDS
+
+RECORD_KIND_CHOICES = [(key, kind.name) for key, kind in RECORD_KINDS.items()]
+
+
+class Datanet(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_datanets")
+    title = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    domain = models.CharField(max_length=60, help_text="For example: medical, legal, finance, support.")
+    description = models.TextField(blank=True)
+    license = models.CharField(max_length=60, default="CC-BY-4.0")
+    guidelines = models.TextField(blank=True, help_text="What a good contribution looks like.")
+    record_kind = models.CharField(max_length=20, choices=RECORD_KIND_CHOICES, default="text")
+    labels = models.JSONField(default=list, blank=True, help_text="The fixed label set for labeled text.")
+    approvals_needed = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    rejections_needed = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    near_dup_threshold = models.FloatField(
+        default=0.8, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Jaccard similarity of word 3-shingles above which a record is a near duplicate.",
+    )
+    is_public = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(approvals_needed__gte=1), name="approvals_needed_positive"),
+            models.CheckConstraint(condition=Q(rejections_needed__gte=1), name="rejections_needed_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("datanets:detail", args=[self.slug])
+
+    def clean(self) -> None:
+        if self.record_kind == "labeled_text":
+            labels = [str(label).strip() for label in (self.labels or []) if str(label).strip()]
+            if len(labels) < 2:
+                raise ValidationError({"labels": "Labeled text needs at least two labels."})
+            if len(set(labels)) != len(labels):
+                raise ValidationError({"labels": "Each label may appear only once."})
+            self.labels = labels
+        elif self.labels:
+            raise ValidationError({"labels": "Only labeled-text Datanets have a label set."})
+
+    @property
+    def kind(self):  # -> RecordKind
+        return RECORD_KINDS[self.record_kind]
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        CURATOR = "curator", "Curator"
+        CONTRIBUTOR = "contributor", "Contributor"
+
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["datanet", "user", "role"], name="unique_membership_role")]
+
+
+class Job(models.Model):
+    """Long work done by a Celery worker. The row, not the broker, is the truth about it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=40, db_index=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    progress_unit = models.CharField(max_length=20, default="items")
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 100.0
+        if self.progress_total <= 0:
+            return 0.0
+        return min(100.0, 100.0 * self.progress_done / self.progress_total)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def get_absolute_url(self) -> str:
+        return reverse("api:job-detail", args=[self.id])
+
+
+class Upload(models.Model):
+    """A resumable chunked upload: bytes land in a partial file until the last chunk, then move to storage."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Receiving"
+        COMPLETE = "complete", "Complete"
+        ABORTED = "aborted", "Aborted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="uploads")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    filename = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    received = models.BigIntegerField(default=0)
+    column_map = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Contribution(models.Model):
+    """One file or paste from one contributor. The same file twice in a Datanet is one contribution."""
+
+    class Source(models.TextChoices):
+        FILE = "file", "File"
+        PASTE = "paste", "Paste"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        INGESTING = "ingesting", "Ingesting"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="contributions")
+    contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="contributions")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    filename = models.CharField(max_length=255)
+    file_sha256 = models.CharField(max_length=64)
+    blob_name = models.CharField(max_length=300, help_text="Content-addressed name in the default storage.")
+    size_bytes = models.BigIntegerField()
+    column_map = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="contributions")
+    rows_seen = models.BigIntegerField(default=0)
+    records_new = models.BigIntegerField(default=0)
+    records_invalid = models.BigIntegerField(default=0)
+    records_duplicate = models.BigIntegerField(default=0)
+    records_near_duplicate = models.BigIntegerField(default=0)
+    records_over_quota = models.BigIntegerField(default=0)
+    last_line = models.BigIntegerField(default=0, help_text="Last line committed: ingestion resumes after it.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["datanet", "file_sha256"], name="unique_file_per_datanet"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} by {self.contributor}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("datanets:contribution", args=[self.datanet.slug, self.pk])
+
+
+class RowError(models.Model):
+    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="row_errors")
+    line_no = models.BigIntegerField()
+    message = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["line_no"]
+        constraints = [models.UniqueConstraint(fields=["contribution", "line_no"], name="unique_error_line")]
+
+
+class Record(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        DUPLICATE = "duplicate", "Exact duplicate"
+        NEAR_DUPLICATE = "near_duplicate", "Near duplicate"
+
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="records")
+    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="records")
+    contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records")
+    line_no = models.BigIntegerField()
+    data = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    label = models.CharField(max_length=100, blank=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates"
+    )
+    similarity = models.FloatField(null=True, blank=True)
+    minhash = models.BinaryField(null=True, blank=True)
+    approvals = models.PositiveSmallIntegerField(default=0)
+    rejections = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contribution", "line_no"], name="unique_record_line"),
+            # One original per content hash in a Datanet; exact copies are kept, marked and linked to it.
+            models.UniqueConstraint(
+                fields=["datanet", "content_hash"], condition=~Q(status="duplicate"), name="unique_original_hash"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["duplicate", "near_duplicate"], duplicate_of__isnull=False)
+                | (~Q(status__in=["duplicate", "near_duplicate"]) & Q(duplicate_of__isnull=True)),
+                name="duplicates_are_linked",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["datanet", "status", "id"], name="record_queue_idx"),
+            models.Index(fields=["contributor", "status"], name="record_contributor_idx"),
+            models.Index(fields=["datanet", "content_hash"], name="record_hash_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"record {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("datanets:record", args=[self.datanet.slug, self.pk])
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.status != self.Status.PENDING
+
+    @property
+    def earns_credit(self) -> bool:
+        return self.status == self.Status.APPROVED
+
+
+class RecordBand(models.Model):
+    """One LSH band key of an original record's MinHash; records sharing a key are near-duplicate candidates."""
+
+    datanet_id_ref = models.BigIntegerField()
+    band_key = models.BigIntegerField()
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="bands")
+
+    class Meta:
+        indexes = [models.Index(fields=["datanet_id_ref", "band_key"], name="record_band_idx")]
+
+
+class Vote(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="votes")
+    curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="votes")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["record", "curator"], name="one_vote_per_curator")]
+        indexes = [models.Index(fields=["curator", "record"], name="vote_curator_idx")]
+
+
+class Snapshot(models.Model):
+    """An immutable, content-hashed version of a Datanet's approved records."""
+
+    datanet = models.ForeignKey(Datanet, on_delete=models.PROTECT, related_name="snapshots")
+    version = models.PositiveIntegerField()
+    root = models.CharField(max_length=64, help_text="SHA-256 Merkle root of the record hashes in canonical order.")
+    record_count = models.BigIntegerField()
+    train_count = models.BigIntegerField(default=0)
+    validation_count = models.BigIntegerField(default=0)
+    validation_percent = models.PositiveSmallIntegerField(default=10)
+    manifest_name = models.CharField(max_length=300, blank=True)
+    card = models.JSONField(default=dict)
+    notes = models.TextField(blank=True)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["datanet", "version"], name="unique_snapshot_version")]
+
+    def __str__(self) -> str:
+        return f"{self.datanet.slug} v{self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("datanets:snapshot", args=[self.datanet.slug, self.version])
+
+
+class SnapshotRecord(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VALIDATION = "validation", "Validation"
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="entries")
+    record = models.ForeignKey(Record, on_delete=models.PROTECT, related_name="snapshot_entries")
+    position = models.BigIntegerField(help_text="Index in the canonical manifest order.")
+    split = models.CharField(max_length=10, choices=Split.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "record"], name="unique_snapshot_record"),
+            models.UniqueConstraint(fields=["snapshot", "position"], name="unique_snapshot_position"),
+        ]
+
+
+class SnapshotExport(models.Model):
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines"
+        PARQUET = "parquet", "Parquet"
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=10, choices=Format.choices)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    blob_name = models.CharField(max_length=300, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["snapshot", "format"], name="unique_snapshot_export")]
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.blob_name)

@@ -1,0 +1,159 @@
+"""Reads: roles, review queues, stats. No writes here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time, timezone as dt_timezone
+from typing import Any
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.utils import timezone
+
+from accounts.models import User
+from datanets.models import Contribution, Datanet, Membership, Record, Vote
+
+
+def is_owner(user: User, datanet: Datanet) -> bool:
+    return user.is_authenticated and (datanet.owner_id == user.pk or user.is_superuser)
+
+
+def is_curator(user: User, datanet: Datanet) -> bool:
+    if not user.is_authenticated:
+        return False
+    return Membership.objects.filter(datanet=datanet, user=user, role=Membership.Role.CURATOR).exists()
+
+
+def can_contribute(user: User, datanet: Datanet) -> bool:
+    if not user.is_authenticated:
+        return False
+    if datanet.is_public or is_owner(user, datanet):
+        return True
+    return Membership.objects.filter(datanet=datanet, user=user).exists()
+
+
+def can_view(user: User, datanet: Datanet) -> bool:
+    return datanet.is_public or can_contribute(user, datanet)
+
+
+def curators_of(datanet: Datanet) -> QuerySet[User]:
+    return User.objects.filter(memberships__datanet=datanet, memberships__role=Membership.Role.CURATOR).order_by(
+        "username"
+    )
+
+
+def datanets_visible(user: User) -> QuerySet[Datanet]:
+    qs = Datanet.objects.select_related("owner")
+    if user.is_authenticated:
+        qs = qs.filter(Q(is_public=True) | Q(owner=user) | Q(memberships__user=user)).distinct()
+    else:
+        qs = qs.filter(is_public=True)
+    return qs.annotate(
+        n_records=Count("records", filter=~Q(records__status__in=["duplicate", "near_duplicate"]), distinct=True),
+        n_approved=Count("records", filter=Q(records__status="approved"), distinct=True),
+        n_contributors=Count("records__contributor", distinct=True),
+        n_snapshots=Count("snapshots", distinct=True),
+    )
+
+
+def datanet_counts(datanet: Datanet) -> dict[str, int]:
+    rows = Record.objects.filter(datanet=datanet).values("status").annotate(n=Count("id"))
+    counts = {status: 0 for status, _ in Record.Status.choices}
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    counts["total"] = sum(counts.values())
+    counts["contributors"] = Record.objects.filter(datanet=datanet).values("contributor").distinct().count()
+    return counts
+
+
+def review_queue(
+    *,
+    datanet: Datanet,
+    curator: User,
+    after_id: int = 0,
+    limit: int = 50,
+    label: str = "",
+    contributor: str = "",
+    contribution_id: int | None = None,
+) -> list[Record]:
+    """Pending records this curator may still vote on, oldest first, keyset-paginated by id.
+
+    Keyset pagination keeps a page at a constant cost however deep the queue is (no OFFSET scan).
+    """
+    voted = Vote.objects.filter(record=OuterRef("pk"), curator=curator)
+    qs = (
+        Record.objects.filter(datanet=datanet, status=Record.Status.PENDING, id__gt=after_id)
+        .exclude(contributor=curator)
+        .filter(~Exists(voted))
+    )
+    if label:
+        qs = qs.filter(label=label)
+    if contributor:
+        qs = qs.filter(contributor__username=contributor)
+    if contribution_id:
+        qs = qs.filter(contribution_id=contribution_id)
+    return list(qs.select_related("contributor").order_by("id")[:limit])
+
+
+def start_of_today() -> datetime:
+    return datetime.combine(timezone.now().date(), time.min, tzinfo=dt_timezone.utc)
+
+
+def quota_used_today(user: User) -> dict[str, int]:
+    since = start_of_today()
+    records = Record.objects.filter(contributor=user, created_at__gte=since).exclude(
+        status__in=[Record.Status.DUPLICATE, Record.Status.NEAR_DUPLICATE]
+    ).count()
+    size = Contribution.objects.filter(contributor=user, created_at__gte=since).aggregate(s=Sum("size_bytes"))["s"]
+    return {"records": records, "bytes": int(size or 0)}
+
+
+def curator_stats(datanet: Datanet) -> list[dict[str, Any]]:
+    """Per curator: votes cast, and how often the vote agreed with the record's final outcome."""
+    stats = []
+    for curator in curators_of(datanet):
+        votes = Vote.objects.filter(record__datanet=datanet, curator=curator)
+        resolved = votes.filter(record__status__in=[Record.Status.APPROVED, Record.Status.REJECTED])
+        agreed = resolved.filter(
+            Q(decision=Vote.Decision.APPROVE, record__status=Record.Status.APPROVED)
+            | Q(decision=Vote.Decision.REJECT, record__status=Record.Status.REJECTED)
+        ).count()
+        n_resolved = resolved.count()
+        stats.append({
+            "curator": curator.username,
+            "votes": votes.count(),
+            "approvals": votes.filter(decision=Vote.Decision.APPROVE).count(),
+            "rejections": votes.filter(decision=Vote.Decision.REJECT).count(),
+            "resolved": n_resolved,
+            "agreement": (agreed / n_resolved) if n_resolved else None,
+        })
+    return stats
+
+
+def contributor_stats(datanet: Datanet, users: Sequence[User] | None = None) -> list[dict[str, Any]]:
+    qs = Record.objects.filter(datanet=datanet)
+    if users is not None:
+        qs = qs.filter(contributor__in=users)
+    rows = (
+        qs.values("contributor__username")
+        .annotate(
+            submitted=Count("id"),
+            approved=Count("id", filter=Q(status=Record.Status.APPROVED)),
+            rejected=Count("id", filter=Q(status=Record.Status.REJECTED)),
+            pending=Count("id", filter=Q(status=Record.Status.PENDING)),
+            duplicates=Count("id", filter=Q(status__in=[Record.Status.DUPLICATE, Record.Status.NEAR_DUPLICATE])),
+        )
+        .order_by("-submitted")
+    )
+    out = []
+    for row in rows:
+        decided = row["approved"] + row["rejected"]
+        out.append({
+            "contributor": row["contributor__username"],
+            "submitted": row["submitted"],
+            "approved": row["approved"],
+            "rejected": row["rejected"],
+            "pending": row["pending"],
+            "duplicates": row["duplicates"],
+            "acceptance_rate": (row["approved"] / decided) if decided else None,
+        })
+    return out

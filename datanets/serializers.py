@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from accounts.models import User
+from datanets.models import Contribution, Datanet, Job, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
+
+
+class JobSerializer(serializers.ModelSerializer):
+    percent = serializers.FloatField(read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "percent", "progress_done", "progress_total", "progress_unit", "message",
+            "error", "result", "attempts", "created_at", "started_at", "finished_at", "url",
+        ]
+
+    def get_url(self, job: Job) -> str:
+        return reverse("api:job-detail", args=[job.id])
+
+
+class DatanetSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    curators = serializers.SlugRelatedField(
+        many=True, slug_field="username", queryset=User.objects.all(), required=False, write_only=True
+    )
+    curator_usernames = serializers.SerializerMethodField()
+    fields_spec = serializers.SerializerMethodField()
+    counts = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Datanet
+        fields = [
+            "id", "slug", "title", "domain", "description", "license", "guidelines", "record_kind", "labels",
+            "approvals_needed", "rejections_needed", "near_dup_threshold", "is_public", "owner", "curators",
+            "curator_usernames", "fields_spec", "counts", "created_at", "updated_at",
+        ]
+        read_only_fields = ["id", "owner", "created_at", "updated_at"]
+        extra_kwargs = {"slug": {"required": False, "validators": []}}
+
+    def get_curator_usernames(self, datanet: Datanet) -> list[str]:
+        return [m.user.username for m in datanet.memberships.filter(role="curator").select_related("user")]
+
+    def get_fields_spec(self, datanet: Datanet) -> list[dict[str, Any]]:
+        return [{"name": f.name, "required": f.required} for f in datanet.kind.fields]
+
+    def get_counts(self, datanet: Datanet) -> dict[str, int] | None:
+        if self.context.get("with_counts"):
+            from datanets.selectors import datanet_counts
+
+            return datanet_counts(datanet)
+        return None
+
+
+class RecordSerializer(serializers.ModelSerializer):
+    contributor = serializers.CharField(source="contributor.username", read_only=True)
+
+    class Meta:
+        model = Record
+        fields = [
+            "id", "datanet", "contribution", "contributor", "line_no", "data", "content_hash", "label", "status",
+            "duplicate_of", "similarity", "approvals", "rejections", "created_at", "resolved_at",
+        ]
+
+
+class RowErrorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RowError
+        fields = ["line_no", "message"]
+
+
+class ContributionSerializer(serializers.ModelSerializer):
+    contributor = serializers.CharField(source="contributor.username", read_only=True)
+    job = JobSerializer(read_only=True)
+
+    class Meta:
+        model = Contribution
+        fields = [
+            "id", "datanet", "contributor", "source", "filename", "file_sha256", "size_bytes", "status", "rows_seen",
+            "records_new", "records_invalid", "records_duplicate", "records_near_duplicate", "records_over_quota",
+            "error", "job", "created_at",
+        ]
+
+
+class UploadSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Upload
+        fields = ["id", "datanet", "filename", "size", "received", "status", "column_map", "created_at"]
+        read_only_fields = ["id", "datanet", "received", "status", "created_at"]
+
+
+class UploadStartSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    size = serializers.IntegerField(min_value=0)
+    column_map = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+class PasteSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False)
+    format = serializers.ChoiceField(choices=["jsonl", "csv", "txt"], default="jsonl")
+
+
+class VoteSerializer(serializers.ModelSerializer):
+    curator = serializers.CharField(source="curator.username", read_only=True)
+
+    class Meta:
+        model = Vote
+        fields = ["id", "record", "curator", "decision", "reason", "created_at"]
+        read_only_fields = ["id", "record", "curator", "created_at"]
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    datanet = serializers.CharField(source="datanet.slug", read_only=True)
+    published_by = serializers.CharField(source="published_by.username", read_only=True)
+
+    class Meta:
+        model = Snapshot
+        fields = [
+            "id", "datanet", "version", "root", "record_count", "train_count", "validation_count",
+            "validation_percent", "card", "notes", "published_by", "published_at",
+        ]
+
+
+class SnapshotPublishSerializer(serializers.Serializer):
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+    validation_percent = serializers.IntegerField(required=False, default=10, min_value=0, max_value=50)
+
+
+class SnapshotExportSerializer(serializers.ModelSerializer):
+    job = JobSerializer(read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SnapshotExport
+        fields = ["id", "format", "ready", "size_bytes", "sha256", "job", "download_url"]
+
+    def get_download_url(self, export: SnapshotExport) -> str | None:
+        if not export.ready:
+            return None
+        return reverse("datanets:export-download", args=[export.snapshot.datanet.slug, export.snapshot.version, export.format])

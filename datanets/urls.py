@@ -1,0 +1,22 @@
+from django.urls import path
+
+from datanets import views
+
+app_name = "datanets"
+
+urlpatterns = [
+    path("", views.datanet_list, name="list"),
+    path("new/", views.datanet_create, name="create"),
+    path("me/records/", views.my_records, name="my_records"),
+    path("d/<slug:slug>/", views.datanet_detail, name="detail"),
+    path("d/<slug:slug>/edit/", views.datanet_edit, name="edit"),
+    path("d/<slug:slug>/upload/", views.upload, name="upload"),
+    path("d/<slug:slug>/contributions/<int:pk>/", views.contribution_detail, name="contribution"),
+    path("d/<slug:slug>/review/", views.review_queue, name="review"),
+    path("d/<slug:slug>/records/<int:pk>/", views.record_detail, name="record"),
+    path("d/<slug:slug>/stats/", views.stats, name="stats"),
+    path("d/<slug:slug>/publish/", views.snapshot_publish, name="publish"),
+    path("d/<slug:slug>/v/<int:version>/", views.snapshot_detail, name="snapshot"),
+    path("d/<slug:slug>/v/<int:version>/export/", views.snapshot_export, name="snapshot_export"),
+    path("d/<slug:slug>/v/<int:version>/download/<str:fmt>/", views.export_download, name="export-download"),
+]
