@@ -67,8 +67,12 @@ class WalletChallengeView(APIView):
         serializer.is_valid(raise_exception=True)
         challenge = services.wallet_challenge_create(user=request.user, address=serializer.validated_data["address"])
         return Response(
-            {"address": challenge.address, "nonce": challenge.nonce, "message": challenge.message,
-             "expires_at": challenge.expires_at},
+            {
+                "address": challenge.address,
+                "nonce": challenge.nonce,
+                "message": challenge.message,
+                "expires_at": challenge.expires_at,
+            },
             status=status.HTTP_201_CREATED,
         )
 

@@ -21,6 +21,7 @@ class TokenForm(forms.Form):
 class WalletForm(forms.Form):
     nonce = forms.CharField(widget=forms.HiddenInput)
     signature = forms.CharField(
-        max_length=200, help_text="The 0x… signature of the message above (personal_sign).",
+        max_length=200,
+        help_text="The 0x… signature of the message above (personal_sign).",
         widget=forms.TextInput(attrs={"placeholder": "0x…", "autocomplete": "off"}),
     )

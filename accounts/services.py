@@ -87,7 +87,9 @@ def wallet_link(*, user: User, nonce: str, signature: str) -> User:
                 user.save(update_fields=["wallet_address", "wallet_linked_at"])
         except IntegrityError:
             raise ValidationError("This address is already linked to another account.") from None
-        audit_record(actor=user, action="wallet.link", target=user, before=before, after={"wallet_address": user.wallet_address})
+        audit_record(
+            actor=user, action="wallet.link", target=user, before=before, after={"wallet_address": user.wallet_address}
+        )
     return user
 
 

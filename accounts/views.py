@@ -36,7 +36,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error("name", exc)
     return render(
-        request, "accounts/tokens.html",
+        request,
+        "accounts/tokens.html",
         {"form": form, "new_token": new_token, "tokens": request.user.api_tokens.all()},
     )
 

@@ -52,8 +52,10 @@ class QuotaExceeded(UserError):
 
 def validation_message(exc: DjangoValidationError) -> str:
     if hasattr(exc, "message_dict"):
-        return " ".join(f"{field}: {' '.join(msgs)}" if field != "__all__" else " ".join(msgs)
-                        for field, msgs in exc.message_dict.items())
+        return " ".join(
+            f"{field}: {' '.join(msgs)}" if field != "__all__" else " ".join(msgs)
+            for field, msgs in exc.message_dict.items()
+        )
     return " ".join(exc.messages)
 
 

@@ -82,9 +82,7 @@ TEMPLATES = [
 
 _database_url = env_str("DATABASE_URL", "")
 DATABASES = {
-    "default": database_from_url(_database_url)
-    if _database_url
-    else sqlite_database(str(VAR_DIR / "datanets.sqlite3"))
+    "default": database_from_url(_database_url) if _database_url else sqlite_database(str(VAR_DIR / "datanets.sqlite3"))
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3") and not DATABASES["default"]["TEST"]["NAME"]:
     # A file, not :memory:, so that a real worker process can see the test database.
@@ -196,6 +194,10 @@ CELERY_TASK_ROUTES = {
     "models_factory.tasks.train_*": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Jobs whose worker died are sent again (the claim in datanets.jobs makes a second delivery harmless).
+    "requeue-stale-jobs": {"task": "datanets.requeue_stale_jobs", "schedule": 60.0},
+}
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Datanets limits ------------------------------------------------------------------------------------------

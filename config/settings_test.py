@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DATANETS_BROKER_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-broker"))
+os.environ.setdefault(
+    "DATANETS_BROKER_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-broker")
+)
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import BROKER_DIR, REDIS_URL, celery_broker_settings  # noqa: E402

@@ -42,7 +42,10 @@ def _contribution_response(result: services.ContributionResult) -> Response:
 
 
 class DatanetViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
     serializer_class = DatanetSerializer
@@ -93,7 +96,9 @@ class DatanetViewSet(
     @extend_schema(
         parameters=[
             OpenApiParameter("after", int, description="Return records with a larger id (keyset pagination)."),
-            OpenApiParameter("limit", int), OpenApiParameter("label", str), OpenApiParameter("contributor", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("label", str),
+            OpenApiParameter("contributor", str),
         ],
         responses=RecordSerializer(many=True),
     )
@@ -108,16 +113,31 @@ class DatanetViewSet(
         except ValueError:
             raise UserError("'after' and 'limit' must be whole numbers.") from None
         records = selectors.review_queue(
-            datanet=datanet, curator=request.user, after_id=after, limit=limit,
-            label=request.query_params.get("label", ""), contributor=request.query_params.get("contributor", ""),
+            datanet=datanet,
+            curator=request.user,
+            after_id=after,
+            limit=limit,
+            label=request.query_params.get("label", ""),
+            contributor=request.query_params.get("contributor", ""),
         )
         data = RecordSerializer(records, many=True).data
         return Response({"results": data, "next_after": records[-1].pk if records else None})
 
-    @extend_schema(request={"multipart/form-data": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}, "column_map": {"type": "string"}}}}, responses=ContributionSerializer)
-    @action(detail=True, methods=["get", "post"], parser_classes=[MultiPartParser, FormParser, JSONParser],
-            permission_classes=[permissions.IsAuthenticatedOrReadOnly])
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}, "column_map": {"type": "string"}},
+            }
+        },
+        responses=ContributionSerializer,
+    )
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        parser_classes=[MultiPartParser, FormParser, JSONParser],
+        permission_classes=[permissions.IsAuthenticatedOrReadOnly],
+    )
     def contributions(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
         if request.method == "GET":
@@ -136,7 +156,7 @@ class DatanetViewSet(
                 try:
                     column_map = json.loads(raw_map) if isinstance(raw_map, str) else raw_map
                 except ValueError:
-                    raise UserError("column_map must be JSON, for example {\"review\": \"text\"}.") from None
+                    raise UserError('column_map must be JSON, for example {"review": "text"}.') from None
             if upload.size > settings.UPLOAD_MAX_BYTES:
                 raise TooLarge(f"The file is {upload.size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.")
             with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +171,9 @@ class DatanetViewSet(
         serializer = PasteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = services.contribution_from_paste(
-            user=request.user, datanet=datanet, text=serializer.validated_data["text"],
+            user=request.user,
+            datanet=datanet,
+            text=serializer.validated_data["text"],
             fmt=serializer.validated_data["format"],
         )
         return _contribution_response(result)
@@ -183,11 +205,13 @@ class DatanetViewSet(
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
-        return Response({
-            "counts": selectors.datanet_counts(datanet),
-            "curators": selectors.curator_stats(datanet),
-            "contributors": selectors.contributor_stats(datanet),
-        })
+        return Response(
+            {
+                "counts": selectors.datanet_counts(datanet),
+                "curators": selectors.curator_stats(datanet),
+                "contributors": selectors.contributor_stats(datanet),
+            }
+        )
 
 
 class UploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -226,7 +250,7 @@ class ContributionViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ContributionSerializer
 
     def get_queryset(self) -> QuerySet[Contribution]:
-        visible = selectors.datanets_visible(self.request.user).values("pk")
+        visible = selectors.datanet_ids_visible(self.request.user)
         return Contribution.objects.filter(datanet__in=visible).select_related("contributor", "job")
 
     @extend_schema(responses=RowErrorSerializer(many=True))
@@ -241,7 +265,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RecordSerializer
 
     def get_queryset(self) -> QuerySet[Record]:
-        visible = selectors.datanets_visible(self.request.user).values("pk")
+        visible = selectors.datanet_ids_visible(self.request.user)
         return Record.objects.filter(datanet__in=visible).select_related("contributor")
 
     @extend_schema(request=VoteSerializer, responses=RecordSerializer)
@@ -255,7 +279,9 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         if not Record.objects.filter(pk=pk).exists():
             raise NotFound(f"There is no record #{pk}.")
         record = services.vote_cast(
-            curator=request.user, record_id=int(pk), decision=serializer.validated_data["decision"],
+            curator=request.user,
+            record_id=int(pk),
+            decision=serializer.validated_data["decision"],
             reason=serializer.validated_data.get("reason", ""),
         )
         return Response(RecordSerializer(record).data, status=status.HTTP_201_CREATED)
@@ -265,12 +291,12 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = SnapshotSerializer
 
     def get_queryset(self) -> QuerySet[Snapshot]:
-        visible = selectors.datanets_visible(self.request.user).values("pk")
+        visible = selectors.datanet_ids_visible(self.request.user)
         return Snapshot.objects.filter(datanet__in=visible).select_related("datanet", "published_by")
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["jsonl", "parquet"])],
-        request=None, responses=SnapshotExportSerializer(many=True),
+        request={"application/json": {"type": "object", "properties": {"format": {"enum": ["jsonl", "parquet"]}}}},
+        responses=SnapshotExportSerializer(many=True),
     )
     @action(detail=True, methods=["get", "post"], url_path="exports")
     def exports(self, request: Request, pk: str) -> Response:
@@ -279,7 +305,7 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             return Response(SnapshotExportSerializer(snapshot.exports.select_related("job"), many=True).data)
         if not request.user.is_authenticated:
             raise Forbidden("Log in to request an export.")
-        fmt = request.query_params.get("format") or request.data.get("format", "")
+        fmt = str(request.data.get("format", ""))
         export = services.snapshot_export_request(actor=request.user, snapshot=snapshot, fmt=fmt)
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
 
@@ -299,5 +325,3 @@ class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             Job.objects.filter(pk=job.pk).update(cancel_requested=True)
             job.refresh_from_db()
         return Response(JobSerializer(job).data)
-
-

@@ -61,7 +61,7 @@ def drug_reviews(split: str = "train") -> list[dict[str, str]]:
 
 def demo_users() -> dict[str, User]:
     users = {}
-    for name, role in DEMO_USERS:
+    for name, _role in DEMO_USERS:
         user, created = User.objects.get_or_create(username=name, defaults={"email": f"{name}@example.org"})
         if created:
             user.set_password(DEMO_PASSWORD)
@@ -84,12 +84,18 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
         return existing
     with transaction.atomic():
         datanet = services.datanet_create(
-            owner=users["owner"], title="Drug reviews", slug=DEMO_SLUG, domain="medical",
+            owner=users["owner"],
+            title="Drug reviews",
+            slug=DEMO_SLUG,
+            domain="medical",
             description="Patient reviews of medications labeled by sentiment (UCI Drug Review dataset, CC BY 4.0).",
             license="CC-BY-4.0",
             guidelines="One review per record, in the patient's words. Label: positive (rating 7-10), neutral (5-6), "
             "negative (1-4). No personal data.",
-            record_kind="labeled_text", labels=LABELS, approvals_needed=2, rejections_needed=2,
+            record_kind="labeled_text",
+            labels=LABELS,
+            approvals_needed=2,
+            rejections_needed=2,
             curators=[users["curator1"], users["curator2"]],
         )
     records = drug_reviews("train")
@@ -98,9 +104,7 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}-reviews.jsonl"
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-            result = services.contribution_from_path(
-                user=users[name], datanet=datanet, path=path, filename=path.name
-            )
+            result = services.contribution_from_path(user=users[name], datanet=datanet, path=path, filename=path.name)
         _run_job_inline(result.contribution.job)
     pending = list(Record.objects.filter(datanet=datanet, status=Record.Status.PENDING).order_by("id"))
     keep_pending = 40

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -35,7 +36,9 @@ def stale_after() -> timedelta:
 
 def job_create(*, kind: str, target_id: str | int = "", user: User | None = None, message: str = "") -> Job:
     return Job.objects.create(
-        kind=kind, target_id=str(target_id), created_by=user if user and user.is_authenticated else None,
+        kind=kind,
+        target_id=str(target_id),
+        created_by=user if user and user.is_authenticated else None,
         message=message or "Waiting for a worker",
     )
 
@@ -58,7 +61,10 @@ def job_claim(*, job_id: str) -> Job | None:
         | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
     )
     claimed = Job.objects.filter(claimable, pk=job_id).update(
-        status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1,
+        status=Job.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
         message="Started",
     )
     if not claimed:
@@ -94,7 +100,10 @@ class JobProgress:
 
 def job_succeed(*, job: Job, result: dict[str, Any] | None = None, message: str = "Done") -> None:
     Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.SUCCEEDED, result=result or {}, message=message[:500], finished_at=timezone.now(),
+        status=Job.Status.SUCCEEDED,
+        result=result or {},
+        message=message[:500],
+        finished_at=timezone.now(),
         progress_done=F("progress_total"),
     )
 

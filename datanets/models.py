@@ -24,12 +24,15 @@ class Datanet(models.Model):
     guidelines = models.TextField(blank=True, help_text="What a good contribution looks like.")
     record_kind = models.CharField(max_length=20, choices=RECORD_KIND_CHOICES, default="text")
     labels = models.JSONField(default=list, blank=True, help_text="The fixed label set for labeled text.")
-    approvals_needed = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    approvals_needed = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
     rejections_needed = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(20)]
     )
     near_dup_threshold = models.FloatField(
-        default=0.8, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        default=0.8,
+        validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
         help_text="Jaccard similarity of word 3-shingles above which a record is a near duplicate.",
     )
     is_public = models.BooleanField(default=True)
@@ -225,9 +228,7 @@ class Record(models.Model):
     content_hash = models.CharField(max_length=64)
     label = models.CharField(max_length=100, blank=True, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates"
-    )
+    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="duplicates")
     similarity = models.FloatField(null=True, blank=True)
     minhash = models.BinaryField(null=True, blank=True)
     approvals = models.PositiveSmallIntegerField(default=0)

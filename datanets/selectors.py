@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, time, timezone as dt_timezone
+from datetime import UTC, datetime, time
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
@@ -41,12 +41,15 @@ def curators_of(datanet: Datanet) -> QuerySet[User]:
     )
 
 
-def datanets_visible(user: User) -> QuerySet[Datanet]:
-    qs = Datanet.objects.select_related("owner")
+def datanet_ids_visible(user: User) -> QuerySet[Datanet]:
+    """Ids of the Datanets this user may see, for use as a subquery."""
     if user.is_authenticated:
-        qs = qs.filter(Q(is_public=True) | Q(owner=user) | Q(memberships__user=user)).distinct()
-    else:
-        qs = qs.filter(is_public=True)
+        return Datanet.objects.filter(Q(is_public=True) | Q(owner=user) | Q(memberships__user=user)).values("pk")
+    return Datanet.objects.filter(is_public=True).values("pk")
+
+
+def datanets_visible(user: User) -> QuerySet[Datanet]:
+    qs = Datanet.objects.select_related("owner").filter(pk__in=datanet_ids_visible(user))
     return qs.annotate(
         n_records=Count("records", filter=~Q(records__status__in=["duplicate", "near_duplicate"]), distinct=True),
         n_approved=Count("records", filter=Q(records__status="approved"), distinct=True),
@@ -95,14 +98,16 @@ def review_queue(
 
 
 def start_of_today() -> datetime:
-    return datetime.combine(timezone.now().date(), time.min, tzinfo=dt_timezone.utc)
+    return datetime.combine(timezone.now().date(), time.min, tzinfo=UTC)
 
 
 def quota_used_today(user: User) -> dict[str, int]:
     since = start_of_today()
-    records = Record.objects.filter(contributor=user, created_at__gte=since).exclude(
-        status__in=[Record.Status.DUPLICATE, Record.Status.NEAR_DUPLICATE]
-    ).count()
+    records = (
+        Record.objects.filter(contributor=user, created_at__gte=since)
+        .exclude(status__in=[Record.Status.DUPLICATE, Record.Status.NEAR_DUPLICATE])
+        .count()
+    )
     size = Contribution.objects.filter(contributor=user, created_at__gte=since).aggregate(s=Sum("size_bytes"))["s"]
     return {"records": records, "bytes": int(size or 0)}
 
@@ -118,14 +123,16 @@ def curator_stats(datanet: Datanet) -> list[dict[str, Any]]:
             | Q(decision=Vote.Decision.REJECT, record__status=Record.Status.REJECTED)
         ).count()
         n_resolved = resolved.count()
-        stats.append({
-            "curator": curator.username,
-            "votes": votes.count(),
-            "approvals": votes.filter(decision=Vote.Decision.APPROVE).count(),
-            "rejections": votes.filter(decision=Vote.Decision.REJECT).count(),
-            "resolved": n_resolved,
-            "agreement": (agreed / n_resolved) if n_resolved else None,
-        })
+        stats.append(
+            {
+                "curator": curator.username,
+                "votes": votes.count(),
+                "approvals": votes.filter(decision=Vote.Decision.APPROVE).count(),
+                "rejections": votes.filter(decision=Vote.Decision.REJECT).count(),
+                "resolved": n_resolved,
+                "agreement": (agreed / n_resolved) if n_resolved else None,
+            }
+        )
     return stats
 
 
@@ -147,13 +154,15 @@ def contributor_stats(datanet: Datanet, users: Sequence[User] | None = None) -> 
     out = []
     for row in rows:
         decided = row["approved"] + row["rejected"]
-        out.append({
-            "contributor": row["contributor__username"],
-            "submitted": row["submitted"],
-            "approved": row["approved"],
-            "rejected": row["rejected"],
-            "pending": row["pending"],
-            "duplicates": row["duplicates"],
-            "acceptance_rate": (row["approved"] / decided) if decided else None,
-        })
+        out.append(
+            {
+                "contributor": row["contributor__username"],
+                "submitted": row["submitted"],
+                "approved": row["approved"],
+                "rejected": row["rejected"],
+                "pending": row["pending"],
+                "duplicates": row["duplicates"],
+                "acceptance_rate": (row["approved"] / decided) if decided else None,
+            }
+        )
     return out

@@ -16,8 +16,21 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "status", "percent", "progress_done", "progress_total", "progress_unit", "message",
-            "error", "result", "attempts", "created_at", "started_at", "finished_at", "url",
+            "id",
+            "kind",
+            "status",
+            "percent",
+            "progress_done",
+            "progress_total",
+            "progress_unit",
+            "message",
+            "error",
+            "result",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "url",
         ]
 
     def get_url(self, job: Job) -> str:
@@ -36,9 +49,26 @@ class DatanetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Datanet
         fields = [
-            "id", "slug", "title", "domain", "description", "license", "guidelines", "record_kind", "labels",
-            "approvals_needed", "rejections_needed", "near_dup_threshold", "is_public", "owner", "curators",
-            "curator_usernames", "fields_spec", "counts", "created_at", "updated_at",
+            "id",
+            "slug",
+            "title",
+            "domain",
+            "description",
+            "license",
+            "guidelines",
+            "record_kind",
+            "labels",
+            "approvals_needed",
+            "rejections_needed",
+            "near_dup_threshold",
+            "is_public",
+            "owner",
+            "curators",
+            "curator_usernames",
+            "fields_spec",
+            "counts",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = ["id", "owner", "created_at", "updated_at"]
         extra_kwargs = {"slug": {"required": False, "validators": []}}
@@ -63,8 +93,21 @@ class RecordSerializer(serializers.ModelSerializer):
     class Meta:
         model = Record
         fields = [
-            "id", "datanet", "contribution", "contributor", "line_no", "data", "content_hash", "label", "status",
-            "duplicate_of", "similarity", "approvals", "rejections", "created_at", "resolved_at",
+            "id",
+            "datanet",
+            "contribution",
+            "contributor",
+            "line_no",
+            "data",
+            "content_hash",
+            "label",
+            "status",
+            "duplicate_of",
+            "similarity",
+            "approvals",
+            "rejections",
+            "created_at",
+            "resolved_at",
         ]
 
 
@@ -81,9 +124,23 @@ class ContributionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Contribution
         fields = [
-            "id", "datanet", "contributor", "source", "filename", "file_sha256", "size_bytes", "status", "rows_seen",
-            "records_new", "records_invalid", "records_duplicate", "records_near_duplicate", "records_over_quota",
-            "error", "job", "created_at",
+            "id",
+            "datanet",
+            "contributor",
+            "source",
+            "filename",
+            "file_sha256",
+            "size_bytes",
+            "status",
+            "rows_seen",
+            "records_new",
+            "records_invalid",
+            "records_duplicate",
+            "records_near_duplicate",
+            "records_over_quota",
+            "error",
+            "job",
+            "created_at",
         ]
 
 
@@ -121,8 +178,18 @@ class SnapshotSerializer(serializers.ModelSerializer):
     class Meta:
         model = Snapshot
         fields = [
-            "id", "datanet", "version", "root", "record_count", "train_count", "validation_count",
-            "validation_percent", "card", "notes", "published_by", "published_at",
+            "id",
+            "datanet",
+            "version",
+            "root",
+            "record_count",
+            "train_count",
+            "validation_count",
+            "validation_percent",
+            "card",
+            "notes",
+            "published_by",
+            "published_at",
         ]
 
 
@@ -142,4 +209,6 @@ class SnapshotExportSerializer(serializers.ModelSerializer):
     def get_download_url(self, export: SnapshotExport) -> str | None:
         if not export.ready:
             return None
-        return reverse("datanets:export-download", args=[export.snapshot.datanet.slug, export.snapshot.version, export.format])
+        return reverse(
+            "datanets:export-download", args=[export.snapshot.datanet.slug, export.snapshot.version, export.format]
+        )

@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -24,9 +22,9 @@ from config.errors import Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge
 from datanets import selectors
 from datanets.ingest.canonical import canonical_json, content_hash
 from datanets.ingest.manifest import merkle_root_sha256
-from datanets.ingest.neardup import MinHasher, band_keys, jaccard_estimate, lsh_params
+from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, band_keys, jaccard_estimate, lsh_params
 from datanets.ingest.parsers import FileError, detect_format, iter_rows
-from datanets.ingest.schema import RECORD_KINDS, RecordError, validate_record
+from datanets.ingest.schema import RecordError, validate_record
 from datanets.jobs import JobProgress, job_create, job_enqueue, job_run, job_succeed
 from datanets.models import (
     Contribution,
@@ -50,8 +48,17 @@ NUM_PERM = 128
 MAX_STORED_ERRORS = 10_000
 
 DATANET_FIELDS = (
-    "title", "domain", "description", "license", "guidelines", "record_kind", "labels",
-    "approvals_needed", "rejections_needed", "near_dup_threshold", "is_public",
+    "title",
+    "domain",
+    "description",
+    "license",
+    "guidelines",
+    "record_kind",
+    "labels",
+    "approvals_needed",
+    "rejections_needed",
+    "near_dup_threshold",
+    "is_public",
 )
 
 
@@ -61,7 +68,10 @@ def _snapshot_of(datanet: Datanet) -> dict[str, Any]:
 
 # --- Datanets -------------------------------------------------------------------------------------------------
 
-def datanet_create(*, owner: User, title: str, slug: str = "", curators: list[User] | None = None, **fields: Any) -> Datanet:
+
+def datanet_create(
+    *, owner: User, title: str, slug: str = "", curators: list[User] | None = None, **fields: Any
+) -> Datanet:
     if not owner.is_authenticated:
         raise Forbidden("Log in to create a Datanet.")
     slug = slugify(slug or title)[:60]
@@ -71,7 +81,7 @@ def datanet_create(*, owner: User, title: str, slug: str = "", curators: list[Us
     if unknown:
         raise UserError(f"Unknown Datanet settings: {', '.join(sorted(unknown))}.")
     datanet = Datanet(owner=owner, title=title.strip(), slug=slug, **fields)
-    datanet.full_clean()
+    datanet.full_clean(validate_unique=False, validate_constraints=False)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -99,7 +109,9 @@ def datanet_update(*, actor: User, datanet: Datanet, **fields: Any) -> Datanet:
         if has_records and "labels" in fields and datanet.record_kind == "labeled_text":
             removed = set(datanet.labels) - set(fields["labels"] or [])
             if removed and Record.objects.filter(datanet=datanet, label__in=removed).exists():
-                raise Conflict(f"Records use the label(s) {', '.join(sorted(removed))}: labels in use cannot be removed.")
+                raise Conflict(
+                    f"Records use the label(s) {', '.join(sorted(removed))}: labels in use cannot be removed."
+                )
         for key, value in fields.items():
             setattr(datanet, key, value)
         datanet.full_clean()
@@ -120,12 +132,15 @@ def curator_set(*, actor: User, datanet: Datanet, user: User, curator: bool) -> 
             )
         if created:
             audit_record(
-                actor=actor, action="curator.add" if curator else "curator.remove", target=datanet,
+                actor=actor,
+                action="curator.add" if curator else "curator.remove",
+                target=datanet,
                 after={"user": user.username},
             )
 
 
 # --- Uploads --------------------------------------------------------------------------------------------------
+
 
 def _check_can_contribute(user: User, datanet: Datanet) -> None:
     if not user.is_authenticated:
@@ -190,8 +205,10 @@ def upload_start(
 def _clean_column_map(column_map: dict[str, str] | None) -> dict[str, str]:
     if not column_map:
         return {}
-    if not isinstance(column_map, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in column_map.items()):
-        raise UserError("column_map must map column names to field names, for example {\"review\": \"text\"}.")
+    if not isinstance(column_map, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in column_map.items()
+    ):
+        raise UserError('column_map must map column names to field names, for example {"review": "text"}.')
     return {k.strip(): v.strip() for k, v in column_map.items() if k.strip() and v.strip()}
 
 
@@ -244,7 +261,9 @@ def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
         if upload is None:
             raise NotFound("No such upload among yours: start the upload again.")
         if upload.status == Upload.Status.COMPLETE:
-            existing = Contribution.objects.filter(datanet=upload.datanet, file_sha256=upload.column_map.get("__sha", "")).first()
+            existing = Contribution.objects.filter(
+                datanet=upload.datanet, file_sha256=upload.column_map.get("__sha", "")
+            ).first()
             if existing:
                 return ContributionResult(existing, False)
             raise Conflict("This upload is already complete.")
@@ -255,7 +274,11 @@ def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
             )
         part = upload_part_path(upload)
         result = _contribution_from_file(
-            user=user, datanet=upload.datanet, path=part, filename=upload.filename, source=Contribution.Source.FILE,
+            user=user,
+            datanet=upload.datanet,
+            path=part,
+            filename=upload.filename,
+            source=Contribution.Source.FILE,
             column_map=upload.column_map,
         )
         upload.status = Upload.Status.COMPLETE
@@ -279,7 +302,11 @@ def contribution_from_path(
     _check_byte_quota(user, size)
     with transaction.atomic():
         return _contribution_from_file(
-            user=user, datanet=datanet, path=path, filename=filename, source=Contribution.Source.FILE,
+            user=user,
+            datanet=datanet,
+            path=path,
+            filename=filename,
+            source=Contribution.Source.FILE,
             column_map=_clean_column_map(column_map),
         )
 
@@ -303,7 +330,11 @@ def contribution_from_paste(*, user: User, datanet: Datanet, text: str, fmt: str
     try:
         with transaction.atomic():
             return _contribution_from_file(
-                user=user, datanet=datanet, path=Path(tmp.name), filename=filename, source=Contribution.Source.PASTE,
+                user=user,
+                datanet=datanet,
+                path=Path(tmp.name),
+                filename=filename,
+                source=Contribution.Source.PASTE,
                 column_map={},
             )
     finally:
@@ -323,8 +354,15 @@ def _contribution_from_file(
     try:
         with transaction.atomic():
             contribution = Contribution.objects.create(
-                datanet=datanet, contributor=user, source=source, filename=filename, file_sha256=digest,
-                blob_name=blob_name, size_bytes=path.stat().st_size, column_map=column_map, job=job,
+                datanet=datanet,
+                contributor=user,
+                source=source,
+                filename=filename,
+                file_sha256=digest,
+                blob_name=blob_name,
+                size_bytes=path.stat().st_size,
+                column_map=column_map,
+                job=job,
             )
     except IntegrityError:  # the same file, uploaded at the same moment by a second request
         job.delete()
@@ -332,7 +370,9 @@ def _contribution_from_file(
     job.target_id = str(contribution.pk)
     job.save(update_fields=["target_id"])
     audit_record(
-        actor=user, action="contribution.create", target=contribution,
+        actor=user,
+        action="contribution.create",
+        target=contribution,
         after={"filename": filename, "sha256": digest, "size": contribution.size_bytes, "datanet": datanet.slug},
     )
     job_enqueue(job)
@@ -340,6 +380,7 @@ def _contribution_from_file(
 
 
 # --- Ingestion ------------------------------------------------------------------------------------------------
+
 
 def contribution_ingest(*, job_id: str) -> None:
     job_run(job_id, _ingest)
@@ -368,7 +409,8 @@ def _ingest(job: Job) -> None:
     total = 0 if gz else contribution.size_bytes
     progress = JobProgress(job, total=total, unit="bytes" if total else "rows")
     hasher = MinHasher(num_perm=NUM_PERM)
-    bands, rows = lsh_params(datanet.near_dup_threshold, NUM_PERM)
+    # Recall-weighted bands: a false candidate costs one signature comparison, a missed near duplicate earns credit.
+    bands, rows = lsh_params(datanet.near_dup_threshold, NUM_PERM, *RECALL_WEIGHTS)
     quota_left = settings.QUOTA_RECORDS_PER_DAY - selectors.quota_used_today(contribution.contributor)["records"]
     batch_size = settings.INGEST_BATCH_SIZE
     done_bytes = 0
@@ -377,8 +419,12 @@ def _ingest(job: Job) -> None:
             start = contribution.last_line
             batch: list[Any] = []
             for row in iter_rows(
-                path, filename=contribution.filename, kind=kind, column_map=contribution.column_map or None,
-                max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES, max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
+                path,
+                filename=contribution.filename,
+                kind=kind,
+                column_map=contribution.column_map or None,
+                max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES,
+                max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
                 start_line=start,
             ):
                 batch.append(row)
@@ -386,7 +432,9 @@ def _ingest(job: Job) -> None:
                 if len(batch) >= batch_size:
                     quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
                     batch = []
-                    progress.update(done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution))
+                    progress.update(
+                        done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution)
+                    )
                     if progress.cancelled():
                         raise UserError("Cancelled by the user.")
             if batch:
@@ -413,8 +461,11 @@ def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "") -> 
     Contribution.objects.filter(pk=contribution.pk).update(status=status, error=error)
     contribution.refresh_from_db()
     result = {
-        "rows": contribution.rows_seen, "new": contribution.records_new, "invalid": contribution.records_invalid,
-        "duplicates": contribution.records_duplicate, "near_duplicates": contribution.records_near_duplicate,
+        "rows": contribution.rows_seen,
+        "new": contribution.records_new,
+        "invalid": contribution.records_invalid,
+        "duplicates": contribution.records_duplicate,
+        "near_duplicates": contribution.records_near_duplicate,
         "over_quota": contribution.records_over_quota,
     }
     if status == Contribution.Status.FAILED:
@@ -440,12 +491,19 @@ def _ingest_batch(
         try:
             record = validate_record(row.data, kind=datanet.record_kind, labels=datanet.labels or None)
         except RecordError as exc:
-            errors.append(RowError(contribution=contribution, line_no=row.line_no, message=f"line {row.line_no}: {exc}"[:500]))
+            errors.append(
+                RowError(contribution=contribution, line_no=row.line_no, message=f"line {row.line_no}: {exc}"[:500])
+            )
             continue
-        pending.append(_Pending(
-            line_no=row.line_no, data=record, hash=content_hash(record), label=str(record.get("label", ""))[:100],
-            text=datanet.kind.text_of(record),
-        ))
+        pending.append(
+            _Pending(
+                line_no=row.line_no,
+                data=record,
+                hash=content_hash(record),
+                label=str(record.get("label", ""))[:100],
+                text=datanet.kind.text_of(record),
+            )
+        )
     last_line = batch[-1].line_no
 
     with transaction.atomic():
@@ -456,11 +514,13 @@ def _ingest_batch(
             return quota_left  # this batch was committed by an earlier attempt
         # A crash between commit and the next read can leave rows of this batch already stored: skip them.
         done_lines = set(
-            Record.objects.filter(contribution=contribution, line_no__gt=contribution_row.last_line, line_no__lte=last_line)
-            .values_list("line_no", flat=True)
+            Record.objects.filter(
+                contribution=contribution, line_no__gt=contribution_row.last_line, line_no__lte=last_line
+            ).values_list("line_no", flat=True)
         ) | set(
-            RowError.objects.filter(contribution=contribution, line_no__gt=contribution_row.last_line, line_no__lte=last_line)
-            .values_list("line_no", flat=True)
+            RowError.objects.filter(
+                contribution=contribution, line_no__gt=contribution_row.last_line, line_no__lte=last_line
+            ).values_list("line_no", flat=True)
         )
         pending = [p for p in pending if p.line_no not in done_lines]
         errors = [e for e in errors if e.line_no not in done_lines]
@@ -483,15 +543,18 @@ def _ingest_batch(
         # Quota: only new work counts against it.
         fresh = [p for p in pending if p.status == Record.Status.PENDING]
         if len(fresh) > quota_left:
-            dropped = {id(p) for p in fresh[max(quota_left, 0):]}
+            dropped = {id(p) for p in fresh[max(quota_left, 0) :]}
             dropped |= {id(p) for p in pending if p.original is not None and id(p.original) in dropped}
             for p in pending:
                 if id(p) in dropped:
-                    errors.append(RowError(
-                        contribution=contribution, line_no=p.line_no,
-                        message=f"line {p.line_no}: over your daily limit of {settings.QUOTA_RECORDS_PER_DAY:,} "
-                        "records; upload the rest tomorrow",
-                    ))
+                    errors.append(
+                        RowError(
+                            contribution=contribution,
+                            line_no=p.line_no,
+                            message=f"line {p.line_no}: over your daily limit of {settings.QUOTA_RECORDS_PER_DAY:,} "
+                            "records; upload the rest tomorrow",
+                        )
+                    )
             over_quota = len(dropped)
             pending = [p for p in pending if id(p) not in dropped]
             fresh = [p for p in pending if p.status == Record.Status.PENDING]
@@ -519,10 +582,19 @@ def _ingest_batch(
             if dup is None and p.original is not None:
                 dup = local_ids[id(p.original)]
             return Record(
-                datanet=datanet, contribution=contribution, contributor_id=contribution.contributor_id,
-                line_no=p.line_no, data=p.data, content_hash=p.hash, label=p.label, status=p.status,
-                duplicate_of_id=dup, similarity=p.similarity,
-                minhash=p.signature.tobytes() if p.signature is not None and p.status == Record.Status.PENDING else None,
+                datanet=datanet,
+                contribution=contribution,
+                contributor_id=contribution.contributor_id,
+                line_no=p.line_no,
+                data=p.data,
+                content_hash=p.hash,
+                label=p.label,
+                status=p.status,
+                duplicate_of_id=dup,
+                similarity=p.similarity,
+                minhash=p.signature.tobytes()
+                if p.signature is not None and p.status == Record.Status.PENDING
+                else None,
             )
 
         for group in (originals, near, exact):
@@ -531,7 +603,8 @@ def _ingest_batch(
                 local_ids[id(p)] = rec.pk
         bands_rows = [
             RecordBand(datanet_id_ref=datanet.pk, band_key=int(key), record_id=local_ids[id(p)])
-            for p in originals for key in band_of[id(p)]
+            for p in originals
+            for key in band_of[id(p)]
         ]
         RecordBand.objects.bulk_create(bands_rows, batch_size=5000)
         stored_errors = contribution_row.records_invalid + contribution_row.records_over_quota
@@ -597,6 +670,7 @@ def _mark_near_duplicates(datanet: Datanet, fresh: list[_Pending], band_of: dict
 
 # --- Review ---------------------------------------------------------------------------------------------------
 
+
 def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "") -> Record:
     """Record a curator's vote; resolve the record when the Datanet's quorum is reached."""
     if decision not in Vote.Decision.values:
@@ -635,14 +709,22 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
             record.resolved_at = timezone.now()
         record.save(update_fields=["approvals", "rejections", "status", "resolved_at"])
         audit_record(
-            actor=curator, action=f"record.vote.{decision}", target=record, before=before,
-            after={"status": record.status, "approvals": record.approvals, "rejections": record.rejections,
-                   "reason": reason},
+            actor=curator,
+            action=f"record.vote.{decision}",
+            target=record,
+            before=before,
+            after={
+                "status": record.status,
+                "approvals": record.approvals,
+                "rejections": record.rejections,
+                "reason": reason,
+            },
         )
     return record
 
 
 # --- Snapshots ------------------------------------------------------------------------------------------------
+
 
 def split_of(record_hash: str, validation_percent: int) -> str:
     """Deterministic split by record hash: the same record lands in the same split in every version."""
@@ -691,17 +773,29 @@ def snapshot_publish(*, actor: User, datanet: Datanet, notes: str = "", validati
         )
         manifest_name, _ = blob_put_bytes(manifest, suffix=".manifest.jsonl")
         snapshot = Snapshot.objects.create(
-            datanet=datanet, version=version, root=root, record_count=len(rows), train_count=card["train"],
-            validation_count=card["validation"], validation_percent=validation_percent, manifest_name=manifest_name,
-            card=card, notes=notes.strip(), published_by=actor,
+            datanet=datanet,
+            version=version,
+            root=root,
+            record_count=len(rows),
+            train_count=card["train"],
+            validation_count=card["validation"],
+            validation_percent=validation_percent,
+            manifest_name=manifest_name,
+            card=card,
+            notes=notes.strip(),
+            published_by=actor,
         )
         SnapshotRecord.objects.bulk_create(
-            (SnapshotRecord(snapshot=snapshot, record_id=rid, position=i, split=s)
-             for i, ((rid, _, _, _), s) in enumerate(zip(rows, splits))),
+            (
+                SnapshotRecord(snapshot=snapshot, record_id=rid, position=i, split=s)
+                for i, ((rid, _, _, _), s) in enumerate(zip(rows, splits))
+            ),
             batch_size=5000,
         )
         audit_record(
-            actor=actor, action="snapshot.publish", target=snapshot,
+            actor=actor,
+            action="snapshot.publish",
+            target=snapshot,
             after={"version": version, "root": root, "records": len(rows)},
         )
     return snapshot
@@ -737,7 +831,8 @@ def _export(job: Job) -> None:
     def rows():
         done = 0
         entries = (
-            SnapshotRecord.objects.filter(snapshot=snapshot).order_by("position")
+            SnapshotRecord.objects.filter(snapshot=snapshot)
+            .order_by("position")
             .values_list("record__data", "record__content_hash", "record__id", "record__contributor__username", "split")
         )
         for data, digest, rid, user, split in entries.iterator(chunk_size=5000):

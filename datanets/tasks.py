@@ -10,9 +10,7 @@ from datanets import services
 from datanets.jobs import jobs_requeue_stale, stale_after
 
 
-@shared_task(
-    name="datanets.ingest_contribution", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5
-)
+@shared_task(name="datanets.ingest_contribution", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def ingest_contribution(job_id: str) -> None:
     services.contribution_ingest(job_id=job_id)
 

@@ -31,8 +31,17 @@ class DatanetForm(forms.ModelForm):
     class Meta:
         model = Datanet
         fields = [
-            "title", "slug", "domain", "description", "license", "guidelines", "record_kind", "approvals_needed",
-            "rejections_needed", "near_dup_threshold", "is_public",
+            "title",
+            "slug",
+            "domain",
+            "description",
+            "license",
+            "guidelines",
+            "record_kind",
+            "approvals_needed",
+            "rejections_needed",
+            "near_dup_threshold",
+            "is_public",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3}), "guidelines": forms.Textarea(attrs={"rows": 4})}
 
@@ -84,8 +93,10 @@ def datanet_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             datanet = services.datanet_create(
-                owner=request.user, slug=form.cleaned_data.get("slug") or "",
-                curators=form.cleaned_data["curators_text"], **_fields_from_form(form),
+                owner=request.user,
+                slug=form.cleaned_data.get("slug") or "",
+                curators=form.cleaned_data["curators_text"],
+                **_fields_from_form(form),
             )
             messages.success(request, f"Created {datanet.title}. Share its page and start uploading.")
             return redirect(datanet)
@@ -133,7 +144,8 @@ def datanet_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "is_curator": selectors.is_curator(user, datanet),
         "can_contribute": selectors.can_contribute(user, datanet),
         "my_contributions": Contribution.objects.filter(datanet=datanet, contributor=user).select_related("job")[:10]
-        if user.is_authenticated else [],
+        if user.is_authenticated
+        else [],
     }
     return render(request, "datanets/detail.html", context)
 
@@ -144,32 +156,45 @@ def upload(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         try:
             result = services.contribution_from_paste(
-                user=request.user, datanet=datanet, text=request.POST.get("text", ""),
+                user=request.user,
+                datanet=datanet,
+                text=request.POST.get("text", ""),
                 fmt=request.POST.get("format", "jsonl"),
             )
             (messages.success if result.created else messages.warning)(request, result.message)
             return redirect(result.contribution)
         except UserError as exc:
             messages.error(request, exc.message)
-    return render(request, "datanets/upload.html", {
-        "datanet": datanet,
-        "fields": [f.name for f in datanet.kind.fields],
-        "chunk_size": settings.UPLOAD_CHUNK_BYTES,
-        "max_bytes": settings.UPLOAD_MAX_BYTES,
-        "quota": selectors.quota_used_today(request.user),
-        "quota_records": settings.QUOTA_RECORDS_PER_DAY,
-        "quota_bytes": settings.QUOTA_BYTES_PER_DAY,
-        "can_contribute": selectors.can_contribute(request.user, datanet),
-    })
+    return render(
+        request,
+        "datanets/upload.html",
+        {
+            "datanet": datanet,
+            "fields": [f.name for f in datanet.kind.fields],
+            "chunk_size": settings.UPLOAD_CHUNK_BYTES,
+            "max_bytes": settings.UPLOAD_MAX_BYTES,
+            "quota": selectors.quota_used_today(request.user),
+            "quota_records": settings.QUOTA_RECORDS_PER_DAY,
+            "quota_bytes": settings.QUOTA_BYTES_PER_DAY,
+            "can_contribute": selectors.can_contribute(request.user, datanet),
+        },
+    )
 
 
 def contribution_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     datanet = _datanet_for(request, slug)
     contribution = get_object_or_404(Contribution.objects.select_related("contributor", "job"), pk=pk, datanet=datanet)
     errors = Paginator(contribution.row_errors.all(), 100).get_page(request.GET.get("page"))
-    return render(request, "datanets/contribution.html", {
-        "datanet": datanet, "contribution": contribution, "job": contribution.job, "errors": errors,
-    })
+    return render(
+        request,
+        "datanets/contribution.html",
+        {
+            "datanet": datanet,
+            "contribution": contribution,
+            "job": contribution.job,
+            "errors": errors,
+        },
+    )
 
 
 @login_required
@@ -181,42 +206,69 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
     label = request.GET.get("label", "")
     contributor = request.GET.get("contributor", "")
     records = selectors.review_queue(
-        datanet=datanet, curator=request.user, label=label, contributor=contributor, limit=50,
+        datanet=datanet,
+        curator=request.user,
+        label=label,
+        contributor=contributor,
+        limit=50,
         after_id=int(request.GET.get("after", 0) or 0),
     )
-    return render(request, "datanets/review.html", {
-        "datanet": datanet, "records": records, "label": label, "contributor": contributor,
-        "fields": [f.name for f in datanet.kind.fields],
-    })
+    return render(
+        request,
+        "datanets/review.html",
+        {
+            "datanet": datanet,
+            "records": records,
+            "label": label,
+            "contributor": contributor,
+            "fields": [f.name for f in datanet.kind.fields],
+        },
+    )
 
 
 def record_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     datanet = _datanet_for(request, slug)
-    record = get_object_or_404(Record.objects.select_related("contributor", "duplicate_of__contributor"), pk=pk, datanet=datanet)
+    record = get_object_or_404(
+        Record.objects.select_related("contributor", "duplicate_of__contributor"), pk=pk, datanet=datanet
+    )
     if request.method == "POST":
         try:
             services.vote_cast(
-                curator=request.user, record_id=record.pk, decision=request.POST.get("decision", ""),
+                curator=request.user,
+                record_id=record.pk,
+                decision=request.POST.get("decision", ""),
                 reason=request.POST.get("reason", ""),
             )
             messages.success(request, "Vote recorded.")
         except UserError as exc:
             messages.error(request, exc.message)
         return redirect(record)
-    return render(request, "datanets/record.html", {
-        "datanet": datanet, "record": record, "votes": record.votes.select_related("curator"),
-        "duplicates": record.duplicates.select_related("contributor")[:20],
-        "is_curator": selectors.is_curator(request.user, datanet),
-        "fields": [f.name for f in datanet.kind.fields],
-    })
+    return render(
+        request,
+        "datanets/record.html",
+        {
+            "datanet": datanet,
+            "record": record,
+            "votes": record.votes.select_related("curator"),
+            "duplicates": record.duplicates.select_related("contributor")[:20],
+            "is_curator": selectors.is_curator(request.user, datanet),
+            "fields": [f.name for f in datanet.kind.fields],
+        },
+    )
 
 
 def stats(request: HttpRequest, slug: str) -> HttpResponse:
     datanet = _datanet_for(request, slug)
-    return render(request, "datanets/stats.html", {
-        "datanet": datanet, "counts": selectors.datanet_counts(datanet),
-        "curators": selectors.curator_stats(datanet), "contributors": selectors.contributor_stats(datanet),
-    })
+    return render(
+        request,
+        "datanets/stats.html",
+        {
+            "datanet": datanet,
+            "counts": selectors.datanet_counts(datanet),
+            "curators": selectors.curator_stats(datanet),
+            "contributors": selectors.contributor_stats(datanet),
+        },
+    )
 
 
 @login_required
@@ -226,7 +278,9 @@ def my_records(request: HttpRequest) -> HttpResponse:
     if status:
         records = records.filter(status=status)
     page = Paginator(records, 50).get_page(request.GET.get("page"))
-    return render(request, "datanets/my_records.html", {"page": page, "status": status, "statuses": Record.Status.choices})
+    return render(
+        request, "datanets/my_records.html", {"page": page, "status": status, "statuses": Record.Status.choices}
+    )
 
 
 @login_required
@@ -235,7 +289,9 @@ def snapshot_publish(request: HttpRequest, slug: str) -> HttpResponse:
     datanet = _datanet_for(request, slug)
     try:
         snapshot = services.snapshot_publish(
-            actor=request.user, datanet=datanet, notes=request.POST.get("notes", ""),
+            actor=request.user,
+            datanet=datanet,
+            notes=request.POST.get("notes", ""),
             validation_percent=int(request.POST.get("validation_percent", 10) or 10),
         )
         messages.success(request, f"Published version {snapshot.version} with {snapshot.record_count:,} records.")
@@ -251,10 +307,16 @@ def snapshot_detail(request: HttpRequest, slug: str, version: int) -> HttpRespon
     exports = {e.format: e for e in snapshot.exports.select_related("job")}
     labels = snapshot.card.get("labels", {})
     top = max(labels.values()) if labels else 1
-    return render(request, "datanets/snapshot.html", {
-        "datanet": datanet, "snapshot": snapshot, "exports": exports,
-        "label_bars": [(k, v, 100 * v / top) for k, v in labels.items()],
-    })
+    return render(
+        request,
+        "datanets/snapshot.html",
+        {
+            "datanet": datanet,
+            "snapshot": snapshot,
+            "exports": exports,
+            "label_bars": [(k, v, 100 * v / top) for k, v in labels.items()],
+        },
+    )
 
 
 @login_required

@@ -37,8 +37,14 @@ def jsonl(records: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in records).encode()
 
 
-def ingest(user: User, datanet: Datanet, content: bytes, filename: str, tmp_path: Path,
-           column_map: dict[str, str] | None = None) -> tuple[Contribution, bool]:
+def ingest(
+    user: User,
+    datanet: Datanet,
+    content: bytes,
+    filename: str,
+    tmp_path: Path,
+    column_map: dict[str, str] | None = None,
+) -> tuple[Contribution, bool]:
     """Upload a file through the service and run its ingestion job in this process (the service is the unit)."""
     path = tmp_path / f"upload-{len(list(tmp_path.iterdir()))}"
     path.write_bytes(content)
@@ -63,8 +69,10 @@ REVIEWS = [
 
 def review_records(n: int = 6) -> list[dict[str, str]]:
     return [
-        {"text": f"{REVIEWS[i % len(REVIEWS)]} Ticket {i} about order number {1000 + i * 7}.",
-         "label": "positive" if i % 2 == 0 else "negative"}
+        {
+            "text": f"{REVIEWS[i % len(REVIEWS)]} Ticket {i} about order number {1000 + i * 7}.",
+            "label": "positive" if i % 2 == 0 else "negative",
+        }
         for i in range(n)
     ]
 
@@ -83,7 +91,9 @@ def distinct_records(n: int, *, seed: int = 7, words: int = 24) -> list[dict[str
 
     rng = random.Random(seed)
     return [
-        {"text": " ".join(rng.choice(WORDS) for _ in range(words)) + f" case {i}",
-         "label": "positive" if i % 2 == 0 else "negative"}
+        {
+            "text": " ".join(rng.choice(WORDS) for _ in range(words)) + f" case {i}",
+            "label": "positive" if i % 2 == 0 else "negative",
+        }
         for i in range(n)
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -84,7 +83,10 @@ def test_csv_column_mapping(datanet, alice, tmp_path):
     content = b"review,sentiment,source\nthe refund arrived quickly and in full,positive,web\n"
     c, _ = ingest(alice, datanet, content, "mapped.csv", tmp_path, column_map={"review": "text", "sentiment": "label"})
     assert c.records_new == 1
-    assert Record.objects.get(contribution=c).data == {"text": "the refund arrived quickly and in full", "label": "positive"}
+    assert Record.objects.get(contribution=c).data == {
+        "text": "the refund arrived quickly and in full",
+        "label": "positive",
+    }
 
 
 def test_utf8_bom_is_stripped(datanet, alice, tmp_path):
@@ -118,7 +120,13 @@ def test_whitespace_only_file_fails_with_a_clear_message(datanet, alice, tmp_pat
 def test_ten_megabyte_single_line_is_skipped_not_loaded(datanet, alice, tmp_path, settings):
     settings.UPLOAD_MAX_LINE_BYTES = 1024 * 1024
     huge = b'{"text": "' + b"a" * (10 * 1024 * 1024) + b'", "label": "positive"}\n'
-    c, _ = ingest(alice, datanet, jsonl(distinct_records(1)) + huge + jsonl(distinct_records(2, seed=9)[1:]), "big.jsonl", tmp_path)
+    c, _ = ingest(
+        alice,
+        datanet,
+        jsonl(distinct_records(1)) + huge + jsonl(distinct_records(2, seed=9)[1:]),
+        "big.jsonl",
+        tmp_path,
+    )
     assert c.records_new == 2
     assert "line 2" in errors_of(c)[2] and "over the limit of 1 MB per line" in errors_of(c)[2]
 
@@ -196,7 +204,9 @@ def test_exact_duplicates_are_linked_to_the_earlier_record(datanet, alice, tmp_p
     records = distinct_records(3)
     first, _ = ingest(alice, datanet, jsonl(records), "a.jsonl", tmp_path)
     bob = UserFactory()
-    second, _ = ingest(bob, datanet, jsonl([records[1], distinct_records(1, seed=99)[0], records[1]]), "b.jsonl", tmp_path)
+    second, _ = ingest(
+        bob, datanet, jsonl([records[1], distinct_records(1, seed=99)[0], records[1]]), "b.jsonl", tmp_path
+    )
     assert second.records_duplicate == 2 and second.records_new == 1
     original = Record.objects.get(contribution=first, line_no=2)
     dups = Record.objects.filter(contribution=second, status=Record.Status.DUPLICATE)
@@ -289,18 +299,20 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
     path.write_bytes(jsonl(records))
     result = services.contribution_from_path(user=alice, datanet=datanet, path=path, filename="a.jsonl")
     c = result.contribution
-    from datanets.ingest.neardup import MinHasher, lsh_params
+    from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, lsh_params
     from datanets.ingest.parsers import iter_rows
     from datanets.storage import blob_local_path
 
     with blob_local_path(c.blob_name) as local:
-        rows = list(iter_rows(local, filename="a.jsonl", kind="labeled_text", max_expanded_bytes=10**9,
-                              max_line_bytes=10**6))
-    bands, r = lsh_params(datanet.near_dup_threshold, 128)
+        rows = list(
+            iter_rows(local, filename="a.jsonl", kind="labeled_text", max_expanded_bytes=10**9, max_line_bytes=10**6)
+        )
+    bands, r = lsh_params(datanet.near_dup_threshold, 128, *RECALL_WEIGHTS)
     services._ingest_batch(c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6)  # first batch committed, then "crash"
     c.job.status = "running"
     c.job.save()
     from datanets.models import Job
+
     Job.objects.filter(pk=c.job_id).update(heartbeat_at=None)
     services.contribution_ingest(job_id=str(c.job_id))  # claim works: a running job with no heartbeat is stale
     c.refresh_from_db()

@@ -25,7 +25,6 @@ window.Datanets = (function () {
   function watchJob(el) {
     const url = el.dataset.jobUrl, bar = el.querySelector(".bar"), status = el.querySelector(".job-status");
     const msg = el.querySelector(".job-message"), eta = el.querySelector(".job-eta");
-    const started = Date.now();
     let firstDone = null;
     async function tick() {
       let job;
@@ -40,7 +39,7 @@ window.Datanets = (function () {
         eta.textContent = job.progress_done.toLocaleString() + " / " + job.progress_total.toLocaleString() + " " + job.progress_unit + (left ? " · about " + fmtSeconds(left) + " left" : "");
       }
       if (job.status === "queued" || job.status === "running") { setTimeout(tick, 700); }
-      else if (el.dataset.reload && Date.now() - started > 300) { window.location.reload(); }
+      else if (el.dataset.reload) { setTimeout(function () { window.location.reload(); }, 300); }  // show 100% briefly, then the result
     }
     tick();
   }

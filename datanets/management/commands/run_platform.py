@@ -27,14 +27,30 @@ class Command(BaseCommand):
         env = os.environ.copy()
         procs: list[subprocess.Popen[bytes]] = []
         if not no_worker:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,attribution,gpu",
-                 "--concurrency", "1", "--loglevel", "INFO", "-n", "datanets@%h"],
-                env=env,
-            ))
-        procs.append(subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"], env=env
-        ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        "-Q",
+                        "default,attribution,gpu",
+                        "--concurrency",
+                        "1",
+                        "--loglevel",
+                        "INFO",
+                        "-n",
+                        "datanets@%h",
+                    ],
+                    env=env,
+                )
+            )
+        procs.append(
+            subprocess.Popen([sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"], env=env)
+        )
         time.sleep(2)
         url = f"http://{host}:{port}/"
         db = settings.DATABASES["default"]
