@@ -63,10 +63,29 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         logfile = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,attribution,gpu",
-             "--concurrency", "1", "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h",
-             "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                "default,attribution,gpu",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -10,7 +10,13 @@ from typing import Any
 def canonical_json(obj: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8 without escaping; NaN and infinity are refused (they are not JSON)."""
     try:
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(
+            obj,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
     except ValueError as exc:
         raise ValueError(f"cannot make canonical JSON: {exc}") from exc
     # surrogatepass is deliberately not used: a lone surrogate cannot be stored or hashed portably.

@@ -23,9 +23,9 @@ def _temporary(path: str | os.PathLike[str]) -> str:
     return f"{os.fspath(path)}.{os.getpid()}.tmp"
 
 
-def _maybe_gzip(raw: IO[bytes], path: str) -> IO[bytes]:
+def _maybe_gzip(raw: IO[bytes], path: str) -> contextlib.AbstractContextManager[IO[bytes]]:
     if not path.endswith(".gz"):
-        return contextlib.nullcontext(raw)  # type: ignore[return-value]
+        return contextlib.nullcontext(raw)
     # No file name and mtime 0 in the gzip header, so the same rows always give the same bytes.
     return gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
 

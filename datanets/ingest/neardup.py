@@ -140,7 +140,10 @@ def _probability(s: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def lsh_params(
-    threshold: float, num_perm: int, false_positive_weight: float = 0.5, false_negative_weight: float = 0.5
+    threshold: float,
+    num_perm: int,
+    false_positive_weight: float = 0.5,
+    false_negative_weight: float = 0.5,
 ) -> tuple[int, int]:
     """(bands, rows) with bands * rows <= num_perm minimizing the weighted false positive and negative areas.
 
@@ -189,7 +192,10 @@ class NearDupIndex:
     """In-memory LSH index (the platform keeps the same band keys in a database table)."""
 
     def __init__(
-        self, threshold: float = 0.8, num_perm: int = 128, weights: tuple[float, float] = RECALL_WEIGHTS
+        self,
+        threshold: float = 0.8,
+        num_perm: int = 128,
+        weights: tuple[float, float] = RECALL_WEIGHTS,
     ) -> None:
         self.threshold = threshold
         self.num_perm = num_perm
@@ -218,5 +224,6 @@ class NearDupIndex:
             candidates.update(self._buckets.get(band_key, ()))
         found = [(key, jaccard_estimate(signature, self._signatures[key])) for key in candidates]
         return sorted(
-            ((key, score) for key, score in found if score >= self.threshold), key=lambda item: (-item[1], str(item[0]))
+            ((key, score) for key, score in found if score >= self.threshold),
+            key=lambda item: (-item[1], str(item[0])),
         )

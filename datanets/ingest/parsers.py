@@ -18,7 +18,6 @@ import csv
 import gzip
 import json
 import os
-import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -40,7 +39,12 @@ _EXTENSIONS = {
     ".txt": "txt",
     ".parquet": "parquet",
 }
-_FORMAT_NAMES = {"jsonl": "JSON Lines", "csv": "CSV", "txt": "plain text", "parquet": "Parquet"}
+_FORMAT_NAMES = {
+    "jsonl": "JSON Lines",
+    "csv": "CSV",
+    "txt": "plain text",
+    "parquet": "Parquet",
+}
 _MAGIC = [
     (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -248,7 +252,12 @@ def _iter_jsonl(
         pending = 0
 
 
-def _iter_txt(lines: Iterator[tuple[int, bytes | None, int]], *, start_line: int, max_line_bytes: int) -> Iterator[Row]:
+def _iter_txt(
+    lines: Iterator[tuple[int, bytes | None, int]],
+    *,
+    start_line: int,
+    max_line_bytes: int,
+) -> Iterator[Row]:
     pending = 0
     for line_no, content, nbytes in lines:
         pending += nbytes
@@ -302,7 +311,13 @@ def _iter_csv(
     if "," not in header_text:
         delimiter = "\t" if "\t" in header_text else ";" if ";" in header_text else ","
     header = [cell.strip() for cell in next(csv.reader([header_text], delimiter=delimiter))]
-    _check_header(header, filename=filename, fields=fields, column_map=column_map, header_text=header_text)
+    _check_header(
+        header,
+        filename=filename,
+        fields=fields,
+        column_map=column_map,
+        header_text=header_text,
+    )
 
     # Lines the reader cannot be given (not UTF-8, over-long) become blank lines, and their error is reported
     # on the record that spans them.
@@ -358,12 +373,22 @@ def _iter_csv(
         if error is not None:
             yield Row(start, None, error, consumed - reported)
         else:
-            yield Row(start, _map_keys(dict(zip(header, cells, strict=True)), column_map), None, consumed - reported)
+            yield Row(
+                start,
+                _map_keys(dict(zip(header, cells, strict=True)), column_map),
+                None,
+                consumed - reported,
+            )
         reported = consumed
 
 
 def _check_header(
-    header: list[str], *, filename: str, fields: list[str], column_map: dict[str, str] | None, header_text: str
+    header: list[str],
+    *,
+    filename: str,
+    fields: list[str],
+    column_map: dict[str, str] | None,
+    header_text: str,
 ) -> None:
     for position, name in enumerate(header, start=1):
         if not name:
@@ -424,7 +449,10 @@ def _sniff(path: str | os.PathLike[str], *, filename: str, fmt: str, gzipped: bo
     wanted = _FORMAT_NAMES[fmt]
     if fmt == "parquet":
         if not head.startswith(b"PAR1"):
-            what = next((name for magic, name in _MAGIC if head.startswith(magic)), "something else")
+            what = next(
+                (name for magic, name in _MAGIC if head.startswith(magic)),
+                "something else",
+            )
             raise FileError(f'"{filename}" is named .parquet but is {what}, not a Parquet file')
         return
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -514,7 +542,12 @@ def _iter_text(
     try:
         lines = _lines(src, max_line_bytes)
         if fmt == "jsonl":
-            rows = _iter_jsonl(lines, column_map=column_map, start_line=start_line, max_line_bytes=max_line_bytes)
+            rows = _iter_jsonl(
+                lines,
+                column_map=column_map,
+                start_line=start_line,
+                max_line_bytes=max_line_bytes,
+            )
         elif fmt == "txt":
             rows = _iter_txt(lines, start_line=start_line, max_line_bytes=max_line_bytes)
         else:
@@ -556,7 +589,8 @@ def _iter_parquet(
             try:
                 with tempfile.NamedTemporaryFile(suffix=".parquet", delete=False) as temp:
                     temp_path = temp.name
-                    shutil.copyfileobj(src, temp, _SKIP_CHUNK)  # type: ignore[misc]
+                    while chunk := src.read(_SKIP_CHUNK):
+                        temp.write(chunk)
             finally:
                 src.close()
             path = temp_path

@@ -60,12 +60,20 @@ RECORD_KINDS: dict[str, RecordKind] = {
         RecordKind(
             "instruction",
             "Instruction and response",
-            [FieldSpec("instruction"), FieldSpec("input", required=False), FieldSpec("response")],
+            [
+                FieldSpec("instruction"),
+                FieldSpec("input", required=False),
+                FieldSpec("response"),
+            ],
         ),
         RecordKind(
             "qa",
             "Question and answer",
-            [FieldSpec("question"), FieldSpec("context", required=False), FieldSpec("answer")],
+            [
+                FieldSpec("question"),
+                FieldSpec("context", required=False),
+                FieldSpec("answer"),
+            ],
         ),
     )
 }

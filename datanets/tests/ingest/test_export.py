@@ -27,7 +27,9 @@ def test_write_jsonl_gzipped_is_reproducible(tmp_path: Path) -> None:
     assert len(gzip.decompress(first.read_bytes()).splitlines()) == 25
 
 
-def test_write_parquet_reads_back_with_flat_columns_and_no_pandas_metadata(tmp_path: Path) -> None:
+def test_write_parquet_reads_back_with_flat_columns_and_no_pandas_metadata(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "out.parquet"
     assert write_parquet(iter(ROWS), path, batch_size=10) == 25
     parquet = pq.ParquetFile(path)
@@ -40,12 +42,21 @@ def test_write_parquet_reads_back_with_flat_columns_and_no_pandas_metadata(tmp_p
 
 def test_write_parquet_fills_missing_optional_columns_with_null(tmp_path: Path) -> None:
     path = tmp_path / "qa.parquet"
-    rows = [{"question": "q1", "context": "c", "answer": "a"}, {"question": "q2", "answer": "b"}]
+    rows = [
+        {"question": "q1", "context": "c", "answer": "a"},
+        {"question": "q2", "answer": "b"},
+    ]
     write_parquet(rows, path)
-    assert pq.read_table(path).to_pylist()[1] == {"question": "q2", "context": None, "answer": "b"}
+    assert pq.read_table(path).to_pylist()[1] == {
+        "question": "q2",
+        "context": None,
+        "answer": "b",
+    }
 
 
-def test_write_parquet_refuses_new_or_nested_columns_and_leaves_no_file(tmp_path: Path) -> None:
+def test_write_parquet_refuses_new_or_nested_columns_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "bad.parquet"
     with pytest.raises(ValueError, match="columns not in the schema: extra"):
         write_parquet([{"text": "a"}, {"text": "b", "extra": "x"}], path, batch_size=1)

@@ -87,7 +87,11 @@ def test_gzipped_jsonl(tmp_path: Path) -> None:
 
 
 def test_csv_good_path_with_quoted_multiline_field(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.csv", b'text,label\n"line one\nline two",positive\n"a, b",negative\n')
+    path = write(
+        tmp_path,
+        "d.csv",
+        b'text,label\n"line one\nline two",positive\n"a, b",negative\n',
+    )
     rows = read(path, "labeled_text")
     assert [(row.line_no, row.data) for row in rows] == [
         (2, {"text": "line one\nline two", "label": "positive"}),
@@ -103,11 +107,17 @@ def test_gzipped_csv_with_semicolons(tmp_path: Path) -> None:
 
 def test_txt_one_record_per_non_blank_line(tmp_path: Path) -> None:
     path = write(tmp_path, "d.txt", b"first\n\n  \nsecond\n")
-    assert [(row.line_no, row.data) for row in read(path)] == [(1, {"text": "first"}), (4, {"text": "second"})]
+    assert [(row.line_no, row.data) for row in read(path)] == [
+        (1, {"text": "first"}),
+        (4, {"text": "second"}),
+    ]
 
 
 def test_gzipped_txt(tmp_path: Path) -> None:
-    assert [row.data for row in read(write(tmp_path, "d.txt.gz", b"a\nb\n"))] == [{"text": "a"}, {"text": "b"}]
+    assert [row.data for row in read(write(tmp_path, "d.txt.gz", b"a\nb\n"))] == [
+        {"text": "a"},
+        {"text": "b"},
+    ]
 
 
 def write_parquet_file(path: Path, columns: dict[str, list[Any]], row_group_size: int = 1000) -> Path:
@@ -167,7 +177,11 @@ def test_csv_without_map_passes_unknown_columns_to_validation(tmp_path: Path) ->
 
 
 def test_malformed_jsonl_line_is_reported_and_the_rest_is_read(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.jsonl", b'{"text": "a"}\n{"text": "b" "x": 1}\n[1, 2]\n{"a": NaN}\n{"text": "c"}\n')
+    path = write(
+        tmp_path,
+        "d.jsonl",
+        b'{"text": "a"}\n{"text": "b" "x": 1}\n[1, 2]\n{"a": NaN}\n{"text": "c"}\n',
+    )
     rows = read(path)
     assert [row.error for row in rows] == [
         None,
@@ -180,7 +194,11 @@ def test_malformed_jsonl_line_is_reported_and_the_rest_is_read(tmp_path: Path) -
 
 
 def test_csv_rows_with_missing_or_extra_columns(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.csv", b"text,label,source\na,positive,web\nb,negative\nc,positive,web,extra\nd,x,y\n")
+    path = write(
+        tmp_path,
+        "d.csv",
+        b"text,label,source\na,positive,web\nb,negative\nc,positive,web,extra\nd,x,y\n",
+    )
     rows = read(path, "labeled_text", column_map={"text": "text", "label": "label"})
     assert [row.error for row in rows] == [
         None,
@@ -206,7 +224,8 @@ def test_non_utf8_bytes_on_a_line(tmp_path: Path, name: str, content: bytes, pos
 
 
 @pytest.mark.parametrize(
-    ("name", "body"), [("d.jsonl", b'{"text": "a"}\n'), ("d.csv", b"text\na\n"), ("d.txt", b"a\n")]
+    ("name", "body"),
+    [("d.jsonl", b'{"text": "a"}\n'), ("d.csv", b"text\na\n"), ("d.txt", b"a\n")],
 )
 def test_utf8_bom_is_stripped(tmp_path: Path, name: str, body: bytes) -> None:
     rows = read(write(tmp_path, name, b"\xef\xbb\xbf" + body))
@@ -222,7 +241,15 @@ def test_ten_megabyte_line_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
         out.write(b'"}\n{"text": "after"}\n')
     tracemalloc.start()
     try:
-        rows = list(iter_rows(path, filename="big.jsonl", kind="text", max_expanded_bytes=50 * MB, max_line_bytes=MB))
+        rows = list(
+            iter_rows(
+                path,
+                filename="big.jsonl",
+                kind="text",
+                max_expanded_bytes=50 * MB,
+                max_line_bytes=MB,
+            )
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -244,14 +271,21 @@ def test_resume_skips_lines_up_to_start_line(tmp_path: Path) -> None:
     path = write(tmp_path, "d.jsonl", jsonl([{"text": f"r{i}"} for i in range(1, 11)]))
     assert [row.line_no for row in read(path, start_line=7)] == [8, 9, 10]
     csv_path = write(tmp_path, "d.csv", b"text\n" + b"".join(b"r%d\n" % i for i in range(2, 12)))
-    assert [row.data for row in read(csv_path, start_line=9)] == [{"text": "r10"}, {"text": "r11"}]
+    assert [row.data for row in read(csv_path, start_line=9)] == [
+        {"text": "r10"},
+        {"text": "r11"},
+    ]
     parquet = write_parquet_file(tmp_path / "d.parquet", {"text": [f"r{i}" for i in range(1, 11)]}, 3)
     assert [row.line_no for row in read(parquet, start_line=7)] == [8, 9, 10]
     assert read(path, start_line=10) == []
 
 
 def test_row_errors_feed_validation_messages(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.jsonl", b'{"text": "good", "label": "meh"}\n{"label": "positive"}\n')
+    path = write(
+        tmp_path,
+        "d.jsonl",
+        b'{"text": "good", "label": "meh"}\n{"label": "positive"}\n',
+    )
     messages = []
     for row in read(path, "labeled_text"):
         with pytest.raises(RecordError) as caught:
@@ -283,7 +317,10 @@ def test_csv_header_only_has_no_records(tmp_path: Path) -> None:
 
 
 def test_csv_without_header(tmp_path: Path) -> None:
-    message = file_error(write(tmp_path, "n.csv", b"I loved it,positive\nawful,negative\n"), "labeled_text")
+    message = file_error(
+        write(tmp_path, "n.csv", b"I loved it,positive\nawful,negative\n"),
+        "labeled_text",
+    )
     assert message == (
         'the first line of "n.csv" must be a CSV header naming the columns (text, label), '
         'found "I loved it", "positive"'
@@ -327,8 +364,10 @@ def test_truncated_gzip(tmp_path: Path) -> None:
         (
             "a.txt",
             b"PK\x03\x04" + b"\x00" * 50,
-            '"a.txt" looks like a ZIP archive (or an Excel/Word file, which are ZIP inside), not plain text; '
-            "upload a plain text file",
+            (
+                '"a.txt" looks like a ZIP archive (or an Excel/Word file, which are ZIP inside), not plain text; '
+                "upload a plain text file"
+            ),
         ),
         (
             "b.csv",
@@ -343,16 +382,26 @@ def test_truncated_gzip(tmp_path: Path) -> None:
         (
             "d.jsonl",
             b'[{"text": "a"}]',
-            '"d.jsonl" is not JSON Lines: each line must be one JSON object starting with "{"; '
-            "it looks like one JSON array; write one object per line instead",
+            (
+                '"d.jsonl" is not JSON Lines: each line must be one JSON object starting with "{"; '
+                "it looks like one JSON array; write one object per line instead"
+            ),
         ),
         (
             "e.jsonl.gz",
             b'{"text": "a"}\n',
             '"e.jsonl.gz" is named .gz but is not gzip-compressed; remove ".gz" from the name or compress it',
         ),
-        ("f.parquet", b"text\na\n", '"f.parquet" is named .parquet but is something else, not a Parquet file'),
-        ("g.csv", "text\nü\n".encode("utf-16"), '"g.csv" is saved as UTF-16; save it as UTF-8 and upload it again'),
+        (
+            "f.parquet",
+            b"text\na\n",
+            '"f.parquet" is named .parquet but is something else, not a Parquet file',
+        ),
+        (
+            "g.csv",
+            "text\nü\n".encode("utf-16"),
+            '"g.csv" is saved as UTF-16; save it as UTF-8 and upload it again',
+        ),
     ],
 )
 def test_content_that_does_not_match_the_extension(tmp_path: Path, name: str, content: bytes, message: str) -> None:

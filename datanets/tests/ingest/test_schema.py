@@ -1,6 +1,11 @@
 import pytest
 
-from datanets.ingest.schema import RECORD_KINDS, RecordError, kind_fields, validate_record
+from datanets.ingest.schema import (
+    RECORD_KINDS,
+    RecordError,
+    kind_fields,
+    validate_record,
+)
 
 LABELS = ["negative", "positive"]
 
@@ -15,7 +20,10 @@ def test_kinds_and_their_fields() -> None:
 
 def test_valid_record_is_canonical_nfc_stripped_and_drops_empty_optional_fields() -> None:
     raw = {"instruction": "  Cafe\u0301 ?  ", "input": "   ", "response": "ok\n"}
-    assert validate_record(raw, kind="instruction") == {"instruction": "Café ?", "response": "ok"}
+    assert validate_record(raw, kind="instruction") == {
+        "instruction": "Café ?",
+        "response": "ok",
+    }
 
 
 def test_labeled_text_accepts_a_label_from_the_set() -> None:
@@ -34,7 +42,11 @@ def test_labeled_text_accepts_a_label_from_the_set() -> None:
         ({"text": 3}, "text", 'field "text" must be a string, not a number'),
         ({"text": ["a"]}, "text", 'field "text" must be a string, not a list'),
         ({"text": True}, "text", 'field "text" must be a string, not true/false'),
-        ({"text": "a", "foo": 1}, "text", 'unknown field "foo" (this Datanet takes: text)'),
+        (
+            {"text": "a", "foo": 1},
+            "text",
+            'unknown field "foo" (this Datanet takes: text)',
+        ),
         (
             {"text": "a", "label": "positive", "foo": 1},
             "labeled_text",
