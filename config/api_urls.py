@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from accounts import api as accounts_api
 from datanets import api as datanets_api
+from models_factory import api as models_api
 
 app_name = "api"
 
@@ -13,6 +14,9 @@ router.register("contributions", datanets_api.ContributionViewSet, basename="con
 router.register("records", datanets_api.RecordViewSet, basename="record")
 router.register("snapshots", datanets_api.SnapshotViewSet, basename="snapshot")
 router.register("jobs", datanets_api.JobViewSet, basename="job")
+router.register("ml-models", models_api.MLModelViewSet, basename="ml-model")
+router.register("training-runs", models_api.TrainingRunViewSet, basename="training-run")
+router.register("models", models_api.ModelVersionViewSet, basename="model-version")
 
 urlpatterns = [
     path("me/", accounts_api.MeView.as_view(), name="me"),
@@ -20,5 +24,6 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke/", accounts_api.TokenRevokeView.as_view(), name="token-revoke"),
     path("wallet/challenge/", accounts_api.WalletChallengeView.as_view(), name="wallet-challenge"),
     path("wallet/link/", accounts_api.WalletLinkView.as_view(), name="wallet-link"),
+    path("credits/", models_api.CreditsView.as_view(), name="credits"),
     *router.urls,
 ]

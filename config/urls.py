@@ -7,6 +7,7 @@ from config import views
 urlpatterns = [
     path("", include("datanets.urls")),
     path("accounts/", include("accounts.urls")),
+    path("models/", include("models_factory.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from datanets.models import Snapshot
+from datanets.serializers import JobSerializer
+from models_factory import services
+from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
+
+
+class MLModelSerializer(serializers.ModelSerializer):
+    datanet = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    datanet_slug = serializers.CharField(write_only=True)
+    builder = serializers.CharField(source="builder.username", read_only=True)
+
+    class Meta:
+        model = MLModel
+        fields = ["id", "slug", "name", "kind", "datanet", "datanet_slug", "builder", "description", "created_at"]
+        read_only_fields = ["id", "slug", "kind", "datanet", "builder", "created_at"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="ml_model.slug", read_only=True)
+    kind = serializers.CharField(source="ml_model.kind", read_only=True)
+    snapshot = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "model",
+            "kind",
+            "version",
+            "snapshot",
+            "snapshot_root",
+            "base_model_id",
+            "base_model_sha256",
+            "method",
+            "hyperparameters",
+            "seeds",
+            "library_versions",
+            "code_revision",
+            "device",
+            "metrics",
+            "artifact_location",
+            "artifact_size_bytes",
+            "deployed",
+            "price_credits",
+            "created_at",
+        ]
+
+    def get_snapshot(self, v: ModelVersion) -> dict:
+        return {"id": v.snapshot_id, "datanet": v.snapshot.datanet.slug, "version": v.snapshot.version}
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="ml_model.slug", read_only=True)
+    job = JobSerializer(read_only=True)
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "model",
+            "snapshot",
+            "base_model",
+            "method",
+            "hyperparameters",
+            "step",
+            "total_steps",
+            "epoch",
+            "examples_per_s",
+            "eta_s",
+            "loss_history",
+            "job",
+            "version",
+            "created_at",
+        ]
+
+    def get_version(self, run: TrainingRun) -> int | None:
+        v = getattr(run, "model_version", None)
+        return v.id if v else None
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    model = serializers.SlugField()
+    snapshot = serializers.IntegerField(help_text="Snapshot id")
+    base_model = serializers.CharField(required=False, allow_blank=True, default="")
+    method = serializers.CharField(required=False, allow_blank=True, default="")
+    hyperparameters = serializers.DictField(required=False, default=dict)
+
+
+class InferSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1024)
+    temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    seed = serializers.IntegerField(required=False, min_value=0)
+
+
+class InferenceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Inference
+        fields = [
+            "id",
+            "version",
+            "input",
+            "input_hash",
+            "output",
+            "tokens_in",
+            "tokens_out",
+            "fee",
+            "latency_ms",
+            "created_at",
+        ]
+
+
+class MLModelViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = MLModelSerializer
+    lookup_field = "slug"
+    queryset = MLModel.objects.select_related("datanet", "builder")
+
+    def perform_create(self, serializer: MLModelSerializer) -> None:
+        data = serializer.validated_data
+        serializer.instance = services.model_create(
+            builder=self.request.user,
+            datanet_slug=data["datanet_slug"],
+            name=data["name"],
+            description=data.get("description", ""),
+        )
+
+    @extend_schema(responses=ModelVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request: Request, slug: str) -> Response:
+        versions = self.get_object().versions.select_related("ml_model", "snapshot__datanet")
+        return Response(ModelVersionSerializer(versions, many=True).data)
+
+
+class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = TrainingRunSerializer
+    queryset = TrainingRun.objects.select_related("ml_model", "job")
+
+    @extend_schema(request=TrainingRunCreateSerializer, responses={202: TrainingRunSerializer})
+    def create(self, request: Request) -> Response:
+        if not request.user.is_authenticated:
+            return Response({"detail": "Log in to train models."}, status=status.HTTP_401_UNAUTHORIZED)
+        s = TrainingRunCreateSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        ml_model = get_object_or_404(MLModel, slug=s.validated_data["model"])
+        snapshot = get_object_or_404(Snapshot, pk=s.validated_data["snapshot"])
+        run = services.training_run_create(
+            actor=request.user,
+            ml_model=ml_model,
+            snapshot=snapshot,
+            base_model=s.validated_data["base_model"],
+            method=s.validated_data["method"],
+            hyperparameters=s.validated_data["hyperparameters"],
+        )
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=TrainingRunSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        services.training_run_cancel(actor=request.user, run=run)
+        run.refresh_from_db()
+        run.job.refresh_from_db()
+        return Response(TrainingRunSerializer(run).data)
+
+
+class DeploySerializer(serializers.Serializer):
+    deployed = serializers.BooleanField()
+    price_credits = serializers.IntegerField(required=False, min_value=1)
+
+
+class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Registered versions. ``POST /api/models/{id}/infer`` runs a deployed version with an API key."""
+
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.select_related("ml_model", "snapshot__datanet")
+
+    def get_queryset(self) -> QuerySet[ModelVersion]:
+        qs = super().get_queryset()
+        if self.request.query_params.get("deployed") in {"1", "true"}:
+            qs = qs.filter(deployed=True)
+        return qs
+
+    @extend_schema(request=DeploySerializer, responses=ModelVersionSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def deploy(self, request: Request, pk: str) -> Response:
+        s = DeploySerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        version = services.version_deploy(actor=request.user, version=self.get_object(), **s.validated_data)
+        return Response(ModelVersionSerializer(version).data)
+
+    @extend_schema(request=InferSerializer, responses=InferenceSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
+    def infer(self, request: Request, pk: str) -> Response:
+        s = InferSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        inference = services.infer(consumer=request.user, version_id=int(pk), payload=dict(s.validated_data))
+        body = InferenceSerializer(inference).data
+        body["balance"] = CreditAccount.objects.get(user=request.user).balance
+        return Response(body)
+
+
+class CreditsView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        account = CreditAccount.objects.filter(user=request.user).first()
+        return Response({"balance": account.balance if account else 0})

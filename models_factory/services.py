@@ -1,0 +1,435 @@
+"""Train, register, deploy and serve models. Views, the API and the Celery task call these."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.audit import audit_record
+from accounts.models import User
+from config.errors import Conflict, Forbidden, NotFound, UserError
+from datanets.ingest.canonical import content_hash
+from datanets.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
+from datanets.models import Job, Snapshot, SnapshotRecord
+from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_KINDS = {"labeled_text"}
+GENERATIVE_KINDS = {"instruction", "qa"}
+CLASSIFIER_BASES = {"minilm"}
+GENERATIVE_BASES = {"smollm2", "tiny"}
+
+
+def code_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip()[:40] if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _sentence(message: str) -> str:
+    """Trainer messages start lower-case (they name fields); end them as a sentence."""
+    return message if message.endswith(".") else message + "."
+
+
+def models_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoints_dir(run: TrainingRun) -> Path:
+    return Path(settings.VAR_DIR) / "checkpoints" / str(run.id)
+
+
+# --- Training runs --------------------------------------------------------------------------------------------
+
+
+def model_create(*, builder: User, datanet_slug: str, name: str, description: str = "") -> MLModel:
+    from datanets.models import Datanet
+
+    if not builder.is_authenticated:
+        raise Forbidden("Log in to build models.")
+    datanet = Datanet.objects.filter(slug=datanet_slug).first()
+    if datanet is None:
+        raise NotFound(f"There is no Datanet '{datanet_slug}'.")
+    if datanet.record_kind in CLASSIFIER_KINDS:
+        kind = MLModel.Kind.CLASSIFIER
+    elif datanet.record_kind in GENERATIVE_KINDS:
+        kind = MLModel.Kind.GENERATIVE
+    else:
+        raise UserError(
+            f"Models train on labeled text (classifiers) or instruction / question-answer records (generative); "
+            f"'{datanet.title}' holds {datanet.get_record_kind_display()} records."
+        )
+    base = slugify(name)[:70] or "model"
+    slug, n = base, 1
+    while MLModel.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    model = MLModel.objects.create(
+        name=name.strip() or slug, slug=slug, kind=kind, datanet=datanet, builder=builder, description=description
+    )
+    audit_record(actor=builder, action="model.create", target=model, after={"slug": slug, "kind": kind})
+    return model
+
+
+def training_run_create(
+    *,
+    actor: User,
+    ml_model: MLModel,
+    snapshot: Snapshot,
+    base_model: str = "",
+    method: str = "",
+    hyperparameters: dict[str, Any] | None = None,
+) -> TrainingRun:
+    from models_factory.trainers import ConfigError, TrainConfig
+
+    if ml_model.builder_id != actor.pk and not actor.is_superuser:
+        raise Forbidden("Only the model's builder can train new versions of it.")
+    if snapshot.datanet_id != ml_model.datanet_id:
+        raise UserError("The snapshot must come from the model's Datanet.")
+    is_classifier = ml_model.kind == MLModel.Kind.CLASSIFIER
+    base_model = (base_model or ("minilm" if is_classifier else "smollm2")).strip()
+    method = method or ("head" if is_classifier else "lora")
+    allowed = ("head", "full") if is_classifier else ("lora",)
+    if method not in allowed:
+        raise UserError(f"A {ml_model.get_kind_display().lower()} trains with method {' or '.join(allowed)}.")
+    if base_model not in CLASSIFIER_BASES | GENERATIVE_BASES and not Path(base_model).exists():
+        raise UserError(
+            f"The base model '{base_model}' is neither a packaged model "
+            f"({', '.join(sorted(CLASSIFIER_BASES if is_classifier else GENERATIVE_BASES))}) nor a folder on the "
+            "worker machine. Give a local path to a model folder."
+        )
+    try:
+        config = TrainConfig.from_dict({**(hyperparameters or {}), "method": method}).validate()
+    except ConfigError as exc:
+        raise UserError(_sentence(str(exc))) from None
+    if snapshot.record_count < 4:
+        raise UserError(f"Version {snapshot.version} has {snapshot.record_count} records; training needs at least 4.")
+    if is_classifier and len(snapshot.card.get("labels", {})) < 2:
+        raise UserError("The snapshot has a single label; a classifier needs records of at least two labels.")
+    with transaction.atomic():
+        job = job_create(kind="train", user=actor, message="Waiting for a training worker")
+        run = TrainingRun.objects.create(
+            ml_model=ml_model,
+            snapshot=snapshot,
+            base_model=base_model,
+            method=method,
+            hyperparameters=config.to_dict(),
+            job=job,
+            created_by=actor,
+        )
+        job.target_id = str(run.pk)
+        job.save(update_fields=["target_id"])
+        audit_record(actor=actor, action="training.start", target=run, after={"config": config.to_dict()})
+        job_enqueue(job)
+    return run
+
+
+class _JobCallbacks:
+    """Writes trainer progress to the run and its job; reads cancellation from the job row."""
+
+    def __init__(self, run: TrainingRun, job: Job) -> None:
+        self.run = run
+        self.progress = JobProgress(job, total=0, unit="steps", interval=1.0)
+        self._last_cancel_check = 0.0
+        self._cancelled = False
+        self._loss: list[list[float]] = list(run.loss_history or [])
+        self._last_flush = 0.0
+
+    def on_progress(
+        self, step: int, total_steps: int, epoch: float, loss: float, examples_per_s: float, eta_s: float | None
+    ) -> None:
+        self._loss.append([step, round(float(loss), 6)])
+        now = time.monotonic()
+        if now - self._last_flush < 1.0 and step < total_steps:
+            return
+        self._last_flush = now
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            step=step,
+            total_steps=total_steps,
+            epoch=epoch,
+            examples_per_s=examples_per_s,
+            eta_s=eta_s,
+            loss_history=self._loss[-2000:],
+        )
+        self.progress.update(step, total=total_steps, message=f"step {step}/{total_steps}, loss {loss:.4f}", force=True)
+
+    def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
+        pass
+
+    def should_cancel(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_cancel_check > 1.0:
+            self._last_cancel_check = now
+            self._cancelled = self.progress.cancelled()
+        return self._cancelled
+
+    def on_checkpoint(self, path: Path) -> None:
+        Job.objects.filter(pk=self.progress.job.pk).update(heartbeat_at=timezone.now())
+
+
+def _snapshot_rows(snapshot: Snapshot) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    train: list[dict[str, Any]] = []
+    val: list[dict[str, Any]] = []
+    rows = (
+        SnapshotRecord.objects.filter(snapshot=snapshot)
+        .order_by("position")
+        .values_list("record__data", "split")
+        .iterator(chunk_size=5000)
+    )
+    for data, split in rows:
+        (val if split == SnapshotRecord.Split.VALIDATION else train).append(data)
+    return train, val
+
+
+def training_run_execute(*, job_id: str) -> None:
+    job_run(job_id, _train)
+
+
+def _train(job: Job) -> None:
+    from models_factory.trainers import (
+        Cancelled,
+        ClassifierTrainer,
+        LoRATrainer,
+        TrainConfig,
+        TrainerError,
+    )
+
+    run = TrainingRun.objects.select_related("ml_model", "snapshot__datanet").get(pk=job.target_id)
+    if hasattr(run, "model_version"):
+        job_succeed(job=job, result={"version": run.model_version.version}, message="Already registered")
+        return
+    train, val = _snapshot_rows(run.snapshot)
+    config = TrainConfig.from_dict(run.hyperparameters)
+    output = models_dir() / str(run.id)
+    callbacks = _JobCallbacks(run, job)
+    try:
+        if run.ml_model.kind == MLModel.Kind.CLASSIFIER:
+            result = ClassifierTrainer(run.base_model).train(
+                texts=[r["text"] for r in train],
+                labels=[r["label"] for r in train],
+                config=config,
+                output_dir=output,
+                label_set=list(run.snapshot.datanet.labels) or None,
+                val_texts=[r["text"] for r in val] or None,
+                val_labels=[r["label"] for r in val] or None,
+                checkpoint_dir=checkpoints_dir(run),
+                callbacks=callbacks,
+            )
+        else:
+            result = LoRATrainer(run.base_model).train(
+                records=train,
+                val_records=val or None,
+                config=config,
+                output_dir=output,
+                checkpoint_dir=checkpoints_dir(run),
+                callbacks=callbacks,
+            )
+    except Cancelled:
+        Job.objects.filter(pk=job.pk).update(
+            status=Job.Status.CANCELLED, message="Cancelled; nothing was registered", finished_at=timezone.now()
+        )
+        shutil.rmtree(checkpoints_dir(run), ignore_errors=True)
+        return
+    except TrainerError as exc:
+        job_fail(job=job, error=str(exc), message="Training failed; nothing was registered")
+        return
+    except MemoryError:
+        job_fail(job=job, error="ran out of memory; lower batch_size or max_length", message="Out of memory")
+        return
+    version = _register(run, result)
+    job_succeed(
+        job=job,
+        result={"version": version.version, "metrics": _summary(version.metrics)},
+        message=f"Registered version {version.version}",
+    )
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+
+
+def _register(run: TrainingRun, result: Any) -> ModelVersion:
+    with transaction.atomic():
+        model = MLModel.objects.select_for_update().get(pk=run.ml_model_id)
+        last = ModelVersion.objects.filter(ml_model=model).aggregate(m=Max("version"))["m"] or 0
+        version = ModelVersion.objects.create(
+            ml_model=model,
+            version=last + 1,
+            run=run,
+            snapshot=run.snapshot,
+            snapshot_root=run.snapshot.root,
+            base_model_id=result.base_model_id,
+            base_model_sha256=result.base_model_sha256,
+            method=result.method,
+            hyperparameters=result.config,
+            seeds=result.seeds,
+            library_versions=result.library_versions,
+            code_revision=code_revision(),
+            device=f"{result.device} {result.precision}",
+            metrics=result.metrics,
+            artifact_location=str(result.artifact_dir),
+            artifact_size_bytes=result.artifact_size_bytes,
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(loss_history=[[s, v] for s, v in result.loss_history][-2000:])
+        audit_record(
+            actor=run.created_by,
+            action="model.register",
+            target=version,
+            after={"version": version.version, "snapshot_root": version.snapshot_root},
+        )
+    return version
+
+
+def training_run_cancel(*, actor: User, run: TrainingRun) -> None:
+    if run.created_by_id != actor.pk and not actor.is_superuser:
+        raise Forbidden("Only the person who started this run can cancel it.")
+    if not run.job.is_active:
+        raise Conflict(f"This run already {run.job.status}.")
+    Job.objects.filter(pk=run.job_id).update(cancel_requested=True)
+    if run.job.status == Job.Status.QUEUED:
+        Job.objects.filter(pk=run.job_id, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELLED, message="Cancelled before it started", finished_at=timezone.now()
+        )
+
+
+# --- Deployment and serving -----------------------------------------------------------------------------------
+
+
+def version_deploy(
+    *, actor: User, version: ModelVersion, deployed: bool, price_credits: int | None = None
+) -> ModelVersion:
+    if version.ml_model.builder_id != actor.pk and not actor.is_superuser:
+        raise Forbidden("Only the model's builder can deploy or undeploy it.")
+    if price_credits is not None and not 0 < price_credits <= 10**12:
+        raise UserError("The price per inference must be a whole number of credits above zero.")
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        before = {"deployed": version.deployed, "price_credits": version.price_credits}
+        version.deployed = deployed
+        if price_credits is not None:
+            version.price_credits = price_credits
+        version.save(update_fields=["deployed", "price_credits"])
+        audit_record(
+            actor=actor,
+            action="model.deploy" if deployed else "model.undeploy",
+            target=version,
+            before=before,
+            after={"deployed": deployed, "price_credits": version.price_credits},
+        )
+    return version
+
+
+def credits_grant(*, actor: User | None, user: User, amount: int) -> CreditAccount:
+    if amount <= 0:
+        raise UserError("Grant a positive number of credits.")
+    with transaction.atomic():
+        account, _ = CreditAccount.objects.select_for_update().get_or_create(user=user)
+        before = account.balance
+        account.balance += amount
+        account.save(update_fields=["balance", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="credits.grant",
+            target=account,
+            before={"balance": before},
+            after={"balance": account.balance},
+        )
+    return account
+
+
+MAX_INPUT_CHARS = 20_000
+
+
+def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
+    """Run a deployed version on one input and charge its price. Nothing is charged when anything fails."""
+    from models_factory import serving_cache
+    from models_factory.trainers import InputError, TrainerError
+
+    version = ModelVersion.objects.select_related("ml_model").filter(pk=version_id).first()
+    if version is None:
+        raise NotFound(f"There is no model version #{version_id}.")
+    if not version.deployed:
+        raise Conflict(f"{version} is not deployed; ask its builder to deploy it, or pick a deployed version.")
+    text = payload.get("text") if version.ml_model.kind == MLModel.Kind.CLASSIFIER else payload.get("prompt")
+    field = "text" if version.ml_model.kind == MLModel.Kind.CLASSIFIER else "prompt"
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"Send the input as '{field}': a non-empty string.")
+    if len(text) > MAX_INPUT_CHARS:
+        raise UserError(f"The input is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}.")
+    account = CreditAccount.objects.filter(user=consumer).first()
+    balance = account.balance if account else 0
+    if balance < version.price_credits:
+        raise UserError(
+            f"This call costs {version.price_credits} credits and your balance is {balance}. Buy credits first.",
+            extra={"code": "insufficient_credit", "balance": balance, "price": version.price_credits},
+        )
+    if version.ml_model.kind == MLModel.Kind.GENERATIVE:
+        try:
+            max_tokens = int(payload.get("max_tokens", 64))
+            temperature = float(payload.get("temperature", 0.0))
+        except (TypeError, ValueError):
+            raise UserError("max_tokens must be a whole number and temperature a number.") from None
+        if not 1 <= max_tokens <= 1024:
+            raise UserError(f"max_tokens must be between 1 and 1024, not {max_tokens}.")
+        if not 0.0 <= temperature <= 2.0:
+            raise UserError(f"temperature must be between 0 and 2, not {temperature}.")
+    started = time.perf_counter()
+    try:
+        if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
+            ((label, probs),) = serving_cache.classifier(version.artifact_location).predict([text])
+            output: dict[str, Any] = {"label": label, "probabilities": probs}
+            tokens_in, tokens_out = 0, 0
+        else:
+            generated, tokens_in, tokens_out = serving_cache.generative().generate(
+                version.artifact_location,
+                text,
+                max_new_tokens=max_tokens,
+                temperature=temperature,
+                seed=int(payload.get("seed", 0)),
+            )
+            output = {"text": generated}
+    except InputError as exc:
+        raise UserError(_sentence(str(exc))) from None
+    except TrainerError as exc:
+        log.exception("serving failed")
+        raise UserError(f"The model could not be loaded: {exc}") from None
+    latency_ms = (time.perf_counter() - started) * 1000
+    clean_input = {field: text, **{k: payload[k] for k in ("max_tokens", "temperature", "seed") if k in payload}}
+    with transaction.atomic():
+        account = CreditAccount.objects.select_for_update().filter(user=consumer).first()
+        if account is None or account.balance < version.price_credits:  # spent by a concurrent call meanwhile
+            raise UserError(
+                "Your credit ran out while the call ran; nothing was charged. Buy credits first.",
+                extra={"code": "insufficient_credit"},
+            )
+        account.balance -= version.price_credits
+        account.save(update_fields=["balance", "updated_at"])
+        inference = Inference.objects.create(
+            version=version,
+            consumer=consumer,
+            input=clean_input,
+            input_hash=content_hash(clean_input),
+            output=output,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            fee=version.price_credits,
+            latency_ms=latency_ms,
+        )
+    return inference

@@ -1,0 +1,91 @@
+"""Loads a classifier artifact folder and predicts labels with probabilities, in batches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from models_factory.trainers.base_models import BaseModelRef, resolve_encoder
+from models_factory.trainers.classifier import ARTIFACT_FORMAT, TextClassifier, load_encoder, pad_batch
+from models_factory.trainers.device import DeviceChoice, choose_device
+from models_factory.trainers.errors import BaseModelError, InputError
+
+Prediction = tuple[str, dict[str, float]]
+
+
+class ClassifierPredictor:
+    def __init__(
+        self,
+        model: TextClassifier,
+        tokenizer: Any,
+        labels: list[str],
+        choice: DeviceChoice,
+        max_input_tokens: int,
+        max_length: int,
+    ) -> None:
+        self.model = model.to(choice.device).eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.choice = choice
+        self.max_input_tokens = max_input_tokens
+        self.max_length = max_length
+
+    @classmethod
+    def load(cls, artifact_dir: Path | str, *, device: str | None = None) -> ClassifierPredictor:
+        folder = Path(artifact_dir)
+        config_path = folder / "config.json"
+        if not config_path.is_file():
+            raise BaseModelError(f"{folder} is not a classifier artifact: it has no config.json")
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if config.get("format") != ARTIFACT_FORMAT:
+            raise BaseModelError(f"{folder} is not a classifier artifact (format {config.get('format')!r})")
+        info = config["encoder"]
+        if info["included"]:
+            path = folder / "encoder"
+            ref = BaseModelRef(info["spec"], info["model_id"], path, info["sha256"])
+        else:
+            ref = resolve_encoder(info["spec"])
+            if ref.sha256 != info["sha256"]:
+                raise BaseModelError(
+                    f"the encoder {info['spec']!r} on this machine (sha256 {ref.sha256[:12]}) is not the one the "
+                    f"classifier was trained on (sha256 {info['sha256'][:12]}); install the same encoder"
+                )
+        encoder, tokenizer = load_encoder(ref)
+        model = TextClassifier(encoder, len(config["labels"]), normalize=config["normalize"])
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        limit = int(getattr(encoder.config, "max_position_embeddings", config["max_length"]))
+        return cls(model, tokenizer, config["labels"], choose_device(device), limit, int(config["max_length"]))
+
+    def predict(self, texts: list[str], *, batch_size: int = 32) -> list[Prediction]:
+        """[(label, {label: probability})] in input order. Raises InputError for an empty or too long text."""
+        if not texts:
+            raise InputError("no input texts were given")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"input {i} is empty; send some text to classify")
+        rows = self.tokenizer(texts, truncation=False)["input_ids"]
+        for i, row in enumerate(rows):
+            if len(row) > self.max_input_tokens:
+                raise InputError(
+                    f"input {i} is too long: {len(row)} tokens, the limit is {self.max_input_tokens}; shorten it"
+                )
+        # Truncate like training did: the head only ever saw the first max_length tokens.
+        rows = [row if len(row) <= self.max_length else row[: self.max_length - 1] + row[-1:] for row in rows]
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        probs = torch.empty((len(rows), len(self.labels)))
+        pad_id = self.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                ids, mask = pad_batch([rows[i] for i in chunk], pad_id)
+                logits = self.model(ids.to(self.choice.device), mask.to(self.choice.device))
+                probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+        out: list[Prediction] = []
+        for row in probs.tolist():
+            scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+            out.append((self.labels[max(range(len(row)), key=row.__getitem__)], scores))
+        return out

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from models_factory.tests.trainers.conftest import Recorder, WorkerKilled, color_records, sum_records
+from models_factory.trainers.common import TrainConfig
+from models_factory.trainers.errors import BaseModelError, Cancelled, ConfigError, DataError, TrainingFailed
+from models_factory.trainers.generative import LoRATrainer
+
+LORA = TrainConfig(method="lora", epochs=3, batch_size=4, lr=1e-2, max_length=48, seed=1, checkpoint_every=2)
+
+
+def records() -> list[dict[str, str]]:
+    return color_records() + sum_records()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("lora") / "adapter"
+    return out, LoRATrainer("tiny").train(records=records(), config=LORA, output_dir=out)
+
+
+def test_tiny_lora_writes_a_peft_adapter_with_lineage(uninterrupted: tuple[Path, object]) -> None:
+    out, result = uninterrupted
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "generative.json"} <= names
+    assert (out / "base_model" / "config.json").is_file()
+    meta = json.loads((out / "generative.json").read_text())
+    assert meta["base"]["spec"] == "tiny" and meta["prompt_format"] == "plain"
+    assert len(result.base_model_sha256) == 64  # type: ignore[attr-defined]
+    metrics = result.metrics  # type: ignore[attr-defined]
+    assert metrics["perplexity"] > 1 and metrics["val_loss"] > 0
+    assert len(metrics["samples"]) == 3 and {"prompt", "reference", "generated"} <= set(metrics["samples"][0])
+    assert result.loss_history[-1][1] < result.loss_history[0][1]  # type: ignore[attr-defined]
+
+
+def test_same_seed_gives_the_same_metrics(uninterrupted: tuple[Path, object], tmp_path: Path) -> None:
+    again = LoRATrainer("tiny").train(records=records(), config=LORA, output_dir=tmp_path / "again")
+    assert again.loss_history == uninterrupted[1].loss_history  # type: ignore[attr-defined]
+    assert again.metrics["val_loss"] == uninterrupted[1].metrics["val_loss"]  # type: ignore[attr-defined]
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(
+    uninterrupted: tuple[Path, object], tmp_path: Path
+) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "adapter"
+    with pytest.raises(WorkerKilled):
+        LoRATrainer("tiny").train(
+            records=records(), config=LORA, output_dir=out, checkpoint_dir=ckpt, callbacks=Recorder(crash_at=5)
+        )
+    assert not out.exists(), "a killed run must not leave an artifact"
+    resumed = LoRATrainer("tiny").train(records=records(), config=LORA, output_dir=out, checkpoint_dir=ckpt)
+    assert resumed.resumed_from_step == 4
+    expected = load_file(str(uninterrupted[0] / "adapter_model.safetensors"))
+    got = load_file(str(out / "adapter_model.safetensors"))
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert resumed.metrics["val_loss"] == uninterrupted[1].metrics["val_loss"]  # type: ignore[attr-defined]
+
+
+def test_cancel_stops_the_run_without_an_artifact(tmp_path: Path) -> None:
+    recorder = Recorder(cancel_after=2)
+    with pytest.raises(Cancelled, match="cancelled at step 2"):
+        LoRATrainer("tiny").train(
+            records=records(), config=LORA, output_dir=tmp_path / "a", checkpoint_dir=tmp_path / "c", callbacks=recorder
+        )
+    assert not (tmp_path / "a").exists()
+    assert recorder.checkpoints and not list((tmp_path / "c").iterdir())
+    step, total, epoch, loss, rate, eta = recorder.progress[-1]
+    assert (step, epoch) == (2, 1) and total == 15 and loss > 0 and rate > 0 and eta >= 0
+
+
+def test_out_of_memory_fails_with_a_readable_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", no_memory)
+    with pytest.raises(TrainingFailed, match="ran out of memory at batch size 4; lower batch_size or max_length"):
+        LoRATrainer("tiny").train(records=records(), config=LORA, output_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_base_path_that_does_not_exist(tmp_path: Path) -> None:
+    with pytest.raises(BaseModelError, match="does not exist"):
+        LoRATrainer(str(tmp_path / "missing")).train(records=records(), config=LORA, output_dir=tmp_path / "a")
+
+
+def test_base_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hello")
+    with pytest.raises(BaseModelError, match="is not a model folder: it has no config.json"):
+        LoRATrainer(str(folder)).train(records=records(), config=LORA, output_dir=tmp_path / "a")
+
+
+def test_hub_id_not_in_the_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(BaseModelError, match="not in the local Hugging Face cache"):
+        LoRATrainer("nobody/no-such-model").train(records=records(), config=LORA, output_dir=tmp_path / "a")
+
+
+def test_local_folder_base_trains(tiny_base: Path, tmp_path: Path) -> None:
+    config = TrainConfig(method="lora", epochs=1, batch_size=8, max_length=48, max_steps=1)
+    result = LoRATrainer(str(tiny_base)).train(records=records(), config=config, output_dir=tmp_path / "a")
+    assert result.steps == 1 and result.base_model_id == str(tiny_base.resolve())
+
+
+def test_too_few_or_incomplete_records_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="at least 4 records; the snapshot has 2"):
+        LoRATrainer("tiny").train(records=records()[:2], config=LORA, output_dir=tmp_path / "a")
+    with pytest.raises(DataError, match="record 1 has no response"):
+        LoRATrainer("tiny").train(
+            records=[{"instruction": "a", "response": "b"}, {"instruction": "c"}] * 3, config=LORA, output_dir=tmp_path
+        )
+
+
+def test_out_of_range_hyperparameters_are_refused_before_any_work(tmp_path: Path) -> None:
+    bad = TrainConfig(method="lora", lr=5.0, lora_r=0)
+    with pytest.raises(ConfigError) as info:
+        LoRATrainer("tiny").train(records=records(), config=bad, output_dir=tmp_path / "a")
+    assert "lr must be in (0.0, 1.0], not 5.0" in str(info.value)
+    assert "lora_r must be between 1 and 256, not 0" in str(info.value)
+    with pytest.raises(ConfigError, match="method must be one of lora"):
+        LoRATrainer("tiny").train(records=records(), config=TrainConfig(method="full"), output_dir=tmp_path)

@@ -1,0 +1,414 @@
+"""Text classifier: a sentence encoder (MiniLM by default) + mean pooling + a linear head.
+
+Methods: `head` trains only the head on embeddings computed once (fast, CPU friendly); `full` fine-tunes everything.
+Artifact folder: config.json, labels.json, head.safetensors, training_info.json, and for `full` an `encoder/`
+Hugging Face model folder. A `head` artifact names its encoder by id and SHA-256 instead of copying 90 MB.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from models_factory.trainers.base_models import MINILM, BaseModelRef, resolve_encoder
+from models_factory.trainers.common import (
+    CLASSIFIER_METHODS,
+    Callbacks,
+    NullCallbacks,
+    TrainConfig,
+    TrainResult,
+    atomic_output_dir,
+    canonical_json,
+    dir_size,
+    library_versions,
+    set_seed,
+    sha256_text,
+    write_json,
+)
+from models_factory.trainers.device import DeviceChoice, choose_device, configure_threads
+from models_factory.trainers.errors import BaseModelError, DataError
+from models_factory.trainers.loop import LoopSpec, clear_checkpoints, iter_chunks, run_loop
+
+MIN_RECORDS = 4
+ARTIFACT_FORMAT = "datanets-text-classifier"
+EMBED_BATCH = 64
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, n_labels: int, *, normalize: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = mean_pool(hidden, attention_mask)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids, attention_mask).float())
+
+
+def encoder_normalizes(path: Path) -> bool:
+    """sentence-transformers folders list a Normalize module when the encoder was trained on unit vectors."""
+    modules = path / "modules.json"
+    return modules.is_file() and "Normalize" in modules.read_text(encoding="utf-8")
+
+
+def load_encoder(ref: BaseModelRef) -> tuple[nn.Module, Any]:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref.path, local_files_only=True)
+        encoder = AutoModel.from_pretrained(ref.path, local_files_only=True, dtype=torch.float32)
+    except Exception as exc:  # transformers raises many types for "this is not a model"
+        raise BaseModelError(f"could not load encoder {ref.spec!r} from {ref.path}: {exc}") from exc
+    if not hasattr(encoder.config, "hidden_size"):
+        raise BaseModelError(f"{ref.spec!r} is not a text encoder (its config has no hidden_size)")
+    return encoder, tokenizer
+
+
+def pad_batch(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def classification_metrics(y_true: list[int], y_pred: list[int], labels: list[str]) -> dict[str, Any]:
+    k = len(labels)
+    matrix = [[0] * k for _ in range(k)]
+    for t, p in zip(y_true, y_pred, strict=True):
+        matrix[t][p] += 1
+    f1s = []
+    per_label = {}
+    for i, label in enumerate(labels):
+        tp = matrix[i][i]
+        fp = sum(matrix[r][i] for r in range(k)) - tp
+        fn = sum(matrix[i]) - tp
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[label] = {"precision": precision, "recall": recall, "f1": f1, "support": sum(matrix[i])}
+        f1s.append(f1)
+    correct = sum(matrix[i][i] for i in range(k))
+    return {
+        "accuracy": correct / len(y_true) if y_true else 0.0,
+        "macro_f1": sum(f1s) / k if k else 0.0,
+        "confusion_matrix": {"labels": labels, "matrix": matrix},
+        "per_label": per_label,
+        "n_validation": len(y_true),
+    }
+
+
+def _check_texts(texts: list[str], labels: list[str], what: str) -> None:
+    if len(texts) != len(labels):
+        raise DataError(f"{what}: {len(texts)} texts but {len(labels)} labels; give one label per text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{what}: record {i} has an empty text; remove it or fill it in")
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            raise DataError(f"{what}: record {i} has no label")
+
+
+class ClassifierTrainer:
+    """Trains a text classifier. One instance may train many runs; the encoder is loaded per run."""
+
+    def __init__(self, encoder: str = MINILM, *, device: str | None = None) -> None:
+        self.encoder_spec = encoder
+        self.device_pref = device
+
+    def train(
+        self,
+        *,
+        texts: list[str],
+        labels: list[str],
+        config: TrainConfig,
+        output_dir: Path,
+        label_set: list[str] | None = None,
+        val_texts: list[str] | None = None,
+        val_labels: list[str] | None = None,
+        checkpoint_dir: Path | None = None,
+        callbacks: Callbacks | None = None,
+    ) -> TrainResult:
+        started = time.perf_counter()
+        config.validate(methods=CLASSIFIER_METHODS)
+        callbacks = callbacks or NullCallbacks()
+        choice = choose_device(self.device_pref)
+        configure_threads(choice)
+        _check_texts(texts, labels, "training data")
+        if len(texts) < MIN_RECORDS:
+            raise DataError(f"training needs at least {MIN_RECORDS} records; the snapshot has {len(texts)}")
+        present = sorted(set(labels))
+        if len(present) < 2:
+            raise DataError(
+                f"the training data has a single label ({present[0]!r}); a classifier needs at least two labels"
+            )
+        label_list = list(label_set) if label_set else present
+        unknown = sorted(set(labels) - set(label_list))
+        if unknown:
+            raise DataError(f"labels {unknown} are not in the label set {label_list}")
+
+        validation_note = "validation split"
+        if val_texts is None or val_labels is None or not val_texts:
+            texts, labels, val_texts, val_labels, validation_note = _hold_out(texts, labels, config.seed)
+        _check_texts(val_texts, val_labels, "validation data")
+        unknown = sorted(set(val_labels) - set(label_list))
+        if unknown:
+            raise DataError(f"validation labels {unknown} are not in the label set {label_list}")
+
+        ref = resolve_encoder(self.encoder_spec)
+        set_seed(config.seed)
+        encoder, tokenizer = load_encoder(ref)
+        model = TextClassifier(encoder, len(label_list), normalize=encoder_normalizes(ref.path))
+        index = {label: i for i, label in enumerate(label_list)}
+        y_train = [index[label] for label in labels]
+        y_val = [index[label] for label in val_labels]
+        max_len = min(config.max_length, getattr(encoder.config, "max_position_embeddings", config.max_length))
+        tok_train = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
+        tok_val = tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
+        pad_id = tokenizer.pad_token_id or 0
+
+        fingerprint = sha256_text(
+            canonical_json(
+                {
+                    "kind": "classifier",
+                    "config": config.to_dict(),
+                    "base": ref.sha256,
+                    "labels": label_list,
+                    "data": sha256_text(canonical_json([texts, labels, val_texts, val_labels])),
+                }
+            )
+        )
+        spec = (
+            self._head_spec(model, choice, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
+            if config.method == "head"
+            else self._full_spec(model, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
+        )
+        outcome = run_loop(spec, config=config, choice=choice, callbacks=callbacks, checkpoint_dir=checkpoint_dir)
+        trained = outcome.model
+        if config.method == "head":
+            model.head = trained
+        assert spec.evaluate is not None
+        with torch.no_grad():
+            metrics = spec.evaluate(trained)
+        metrics["validation_source"] = validation_note
+        metrics["train_examples_per_s"] = outcome.examples_per_s
+        if outcome.eval_history:
+            metrics["eval_history"] = [[s, m["val_loss"]] for s, m in outcome.eval_history]
+
+        result = TrainResult(
+            kind="classifier",
+            method=config.method,
+            metrics=metrics,
+            artifact_dir=Path(output_dir),
+            artifact_size_bytes=0,
+            loss_history=outcome.loss_history,
+            library_versions=library_versions(),
+            base_model_id=ref.model_id,
+            base_model_sha256=ref.sha256,
+            seeds={"seed": config.seed},
+            config=config.to_dict(),
+            device=choice.name,
+            precision=choice.precision,
+            steps=outcome.steps,
+            train_examples=len(texts),
+            resumed_from_step=outcome.resumed_from_step,
+        )
+        if outcome.is_main_process:
+            with atomic_output_dir(Path(output_dir)) as scratch:
+                self._save(scratch, model.cpu(), tokenizer, ref, label_list, config, max_len)
+                result.duration_s = time.perf_counter() - started
+                result.artifact_size_bytes = dir_size(scratch)
+                write_json(scratch / "training_info.json", {**result.to_dict(), "artifact_dir": None})
+            clear_checkpoints(checkpoint_dir)
+        return result
+
+    def _head_spec(
+        self,
+        model: TextClassifier,
+        choice: DeviceChoice,
+        tok_train: list[list[int]],
+        y_train: list[int],
+        tok_val: list[list[int]],
+        y_val: list[int],
+        pad_id: int,
+        config: TrainConfig,
+        fingerprint: str,
+        label_list: list[str],
+    ) -> LoopSpec:
+        model.encoder.to(choice.device).eval()
+        train_x = embed_all(model, tok_train, pad_id, choice)
+        val_x = embed_all(model, tok_val, pad_id, choice)
+        model.encoder.cpu()
+        train_y = torch.tensor(y_train)
+        val_y = torch.tensor(y_val)
+
+        def batches_for_epoch(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            order = _epoch_order(len(y_train), config.seed, epoch)
+            return [(train_x[chunk], train_y[chunk]) for chunk in torch.split(order, config.batch_size)]
+
+        def loss_fn(head: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            x, y = batch
+            device = next(head.parameters()).device
+            return nn.functional.cross_entropy(head(x.to(device)).float(), y.to(device))
+
+        def evaluate(head: nn.Module) -> dict[str, Any]:
+            head.eval()
+            device = next(head.parameters()).device
+            with torch.no_grad():
+                logits = head(val_x.to(device)).float().cpu()
+            return _val_metrics(logits, val_y, label_list)
+
+        return LoopSpec(
+            model=model.head,
+            batches_for_epoch=batches_for_epoch,
+            loss_fn=loss_fn,
+            batch_examples=lambda batch: len(batch[1]),
+            fingerprint=fingerprint,
+            evaluate=evaluate,
+        )
+
+    def _full_spec(
+        self,
+        model: TextClassifier,
+        tok_train: list[list[int]],
+        y_train: list[int],
+        tok_val: list[list[int]],
+        y_val: list[int],
+        pad_id: int,
+        config: TrainConfig,
+        fingerprint: str,
+        label_list: list[str],
+    ) -> LoopSpec:
+        train_y = torch.tensor(y_train)
+        val_y = torch.tensor(y_val)
+
+        def batches_for_epoch(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            order = _epoch_order(len(y_train), config.seed, epoch)
+            out = []
+            for chunk in torch.split(order, config.batch_size):
+                ids, mask = pad_batch([tok_train[i] for i in chunk.tolist()], pad_id)
+                out.append((ids, mask, train_y[chunk]))
+            return out
+
+        def loss_fn(m: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            ids, mask, y = batch
+            device = next(m.parameters()).device
+            return nn.functional.cross_entropy(m(ids.to(device), mask.to(device)), y.to(device))
+
+        def evaluate(m: nn.Module) -> dict[str, Any]:
+            m.eval()
+            device = next(m.parameters()).device
+            logits = []
+            with torch.no_grad():
+                for chunk in iter_chunks(list(range(len(tok_val))), EMBED_BATCH):
+                    ids, mask = pad_batch([tok_val[i] for i in chunk], pad_id)
+                    logits.append(m(ids.to(device), mask.to(device)).float().cpu())
+            return _val_metrics(torch.cat(logits), val_y, label_list)
+
+        return LoopSpec(
+            model=model,
+            batches_for_epoch=batches_for_epoch,
+            loss_fn=loss_fn,
+            batch_examples=lambda batch: len(batch[2]),
+            fingerprint=fingerprint,
+            evaluate=evaluate,
+        )
+
+    def _save(
+        self,
+        folder: Path,
+        model: TextClassifier,
+        tokenizer: Any,
+        ref: BaseModelRef,
+        labels: list[str],
+        config: TrainConfig,
+        max_len: int,
+    ) -> None:
+        include_encoder = config.method == "full"
+        head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
+        save_file(head, str(folder / "head.safetensors"), metadata={"format": "pt"})
+        if include_encoder:
+            model.encoder.save_pretrained(folder / "encoder")
+            tokenizer.save_pretrained(folder / "encoder")
+        encoder_info = ref.to_dict()
+        encoder_info["included"] = include_encoder
+        write_json(
+            folder / "config.json",
+            {
+                "format": ARTIFACT_FORMAT,
+                "version": 1,
+                "method": config.method,
+                "labels": labels,
+                "encoder": encoder_info,
+                "pooling": "mean",
+                "normalize": model.normalize,
+                "max_length": max_len,
+                "hidden_size": model.head.in_features,
+            },
+        )
+        write_json(folder / "labels.json", labels)
+
+
+def _hold_out(texts: list[str], labels: list[str], seed: int) -> tuple[list[str], list[str], list[str], list[str], str]:
+    """20% held out by a seeded shuffle; too small a set is validated on its own training data (and says so)."""
+    if len(texts) < 10:
+        return texts, labels, texts, labels, "training data (too few records to hold out a validation split)"
+    order = _epoch_order(len(texts), seed, -1).tolist()
+    n_val = max(1, len(texts) // 5)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    return (
+        [texts[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        [texts[i] for i in val_idx],
+        [labels[i] for i in val_idx],
+        "20% held out from the training data",
+    )
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    # A generator of its own: the order depends only on (seed, epoch), so a resumed run sees the same batches.
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
+    return torch.randperm(n, generator=generator)
+
+
+def embed_all(model: TextClassifier, rows: list[list[int]], pad_id: int, choice: DeviceChoice) -> torch.Tensor:
+    """Pooled embeddings in input order; batches are formed by length so little compute goes to padding."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    out = torch.empty((len(rows), model.head.in_features))
+    autocast = (
+        torch.autocast(choice.device.type, dtype=choice.autocast_dtype)
+        if choice.autocast_dtype is not None
+        else torch.autocast("cpu", enabled=False)
+    )
+    with torch.no_grad(), autocast:
+        for chunk in iter_chunks(order, EMBED_BATCH):
+            ids, mask = pad_batch([rows[i] for i in chunk], pad_id)
+            out[chunk] = model.embed(ids.to(choice.device), mask.to(choice.device)).float().cpu()
+    return out
+
+
+def _val_metrics(logits: torch.Tensor, y: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    loss = float(nn.functional.cross_entropy(logits, y).item())
+    metrics = classification_metrics(y.tolist(), logits.argmax(-1).tolist(), labels)
+    metrics["val_loss"] = loss if math.isfinite(loss) else None
+    return metrics

@@ -1,0 +1,248 @@
+"""Configuration, seeds, callbacks, results and file helpers shared by every trainer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from models_factory.trainers.errors import ConfigError
+
+CLASSIFIER_METHODS = ("head", "full")
+GENERATIVE_METHODS = ("lora",)
+DEFAULT_LR = {"head": 1e-2, "full": 5e-5, "lora": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one run; `to_dict()` is what a model version stores."""
+
+    method: str = "head"
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float | None = None  # None: the method's default (DEFAULT_LR)
+    max_length: int = 128
+    seed: int = 0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    eval_every: int = 0  # steps between validation passes; 0: only at the end
+    max_steps: int | None = None
+    checkpoint_every: int = 50
+    weight_decay: float = 0.0
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.method, 1e-3)
+
+    def validate(self, *, methods: tuple[str, ...] | None = None) -> TrainConfig:
+        problems: list[str] = []
+        allowed = methods or CLASSIFIER_METHODS + GENERATIVE_METHODS
+        if self.method not in allowed:
+            problems.append(f"method must be one of {', '.join(allowed)}, not {self.method!r}")
+
+        def check_int(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{name} must be a whole number, not {value!r}")
+            elif not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, not {value}")
+
+        def check_float(name: str, low: float, high: float, *, low_open: bool) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+                problems.append(f"{name} must be a number, not {value!r}")
+                return
+            too_low = value <= low if low_open else value < low
+            if too_low or value > high:
+                bracket = "(" if low_open else "["
+                problems.append(f"{name} must be in {bracket}{low}, {high}], not {value}")
+
+        check_int("epochs", 1, 100)
+        check_int("batch_size", 1, 4096)
+        check_int("max_length", 8, 8192)
+        check_int("seed", 0, 2**32 - 1)
+        check_int("lora_r", 1, 256)
+        check_int("lora_alpha", 1, 1024)
+        check_int("eval_every", 0, 1_000_000)
+        check_int("checkpoint_every", 1, 1_000_000)
+        if self.lr is not None:
+            check_float("lr", 0.0, 1.0, low_open=True)
+        check_float("lora_dropout", 0.0, 0.9, low_open=False)
+        check_float("weight_decay", 0.0, 1.0, low_open=False)
+        if self.max_steps is not None:
+            check_int("max_steps", 1, 10_000_000)
+        if problems:
+            raise ConfigError("invalid hyperparameters: " + "; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lr"] = self.learning_rate
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown hyperparameters: {', '.join(unknown)}; known ones are {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@runtime_checkable
+class Callbacks(Protocol):
+    """What a trainer reports to whoever runs it (a Celery task updating a Job row, a test, the CLI)."""
+
+    def on_progress(
+        self, step: int, total_steps: int, epoch: int, loss: float, examples_per_s: float, eta_s: float
+    ) -> None: ...
+
+    def should_cancel(self) -> bool: ...
+
+    def on_checkpoint(self, path: Path) -> None: ...
+
+
+class NullCallbacks:
+    """Does nothing; subclass it and override what you need. `on_eval` is optional on other callback objects."""
+
+    def on_progress(
+        self, step: int, total_steps: int, epoch: int, loss: float, examples_per_s: float, eta_s: float
+    ) -> None:
+        pass
+
+    def should_cancel(self) -> bool:
+        return False
+
+    def on_checkpoint(self, path: Path) -> None:
+        pass
+
+    def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    kind: str
+    method: str
+    metrics: dict[str, Any]
+    artifact_dir: Path
+    artifact_size_bytes: int
+    loss_history: list[tuple[int, float]]
+    library_versions: dict[str, str]
+    base_model_id: str
+    base_model_sha256: str
+    seeds: dict[str, int]
+    config: dict[str, Any]
+    device: str
+    precision: str
+    steps: int
+    train_examples: int
+    resumed_from_step: int | None = None
+    duration_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["artifact_dir"] = str(self.artifact_dir)
+        data["loss_history"] = [[s, v] for s, v in self.loss_history]
+        return data
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "tokenizers", "safetensors", "accelerate", "numpy", "gguf"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_file_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _file_hash_cache:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _file_hash_cache[key] = digest.hexdigest()
+    return _file_hash_cache[key]
+
+
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+
+def sha256_model_files(path: Path) -> str:
+    """SHA-256 of a weights file, or of the sorted {relative path: sha256} of every weights file in a folder."""
+    if path.is_file():
+        return sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(MODEL_FILE_SUFFIXES))
+    return sha256_text(canonical_json({str(p.relative_to(path)): sha256_file(p) for p in files}))
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def atomic_output_dir(output_dir: Path) -> Iterator[Path]:
+    """Yield a scratch folder beside `output_dir` and move it into place only if the block finishes.
+
+    A run that fails or is killed leaves at most a hidden `.tmp-` folder, never a half artifact at `output_dir`.
+    An existing `output_dir` (a finished earlier delivery of the same task) is replaced.
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
+    try:
+        yield scratch
+        if output_dir.exists():
+            old = output_dir.parent / f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output_dir, old)
+            os.replace(scratch, output_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(scratch, output_dir)
+    finally:
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)

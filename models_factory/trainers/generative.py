@@ -1,0 +1,338 @@
+"""LoRA fine-tuning of a causal LM on instruction/response or question/answer(/context) records.
+
+The loss covers only the response tokens. The prompt is wrapped in the tokenizer's chat template when it has one,
+else in a plain "### Instruction / ### Response" format; serving uses the same `prompt_text`.
+Artifact folder: adapter_model.safetensors + adapter_config.json (PEFT), the tokenizer, generative.json (base model
+id, path and SHA-256, prompt format) and training_info.json; the `tiny` base is copied in as `base_model/`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models_factory.trainers.base_models import (
+    SMOLLM2,
+    TINY,
+    BaseModelRef,
+    build_tiny_base,
+    load_causal_lm,
+    resolve_causal_lm,
+    resolve_local,
+)
+from models_factory.trainers.common import (
+    GENERATIVE_METHODS,
+    Callbacks,
+    NullCallbacks,
+    TrainConfig,
+    TrainResult,
+    atomic_output_dir,
+    canonical_json,
+    dir_size,
+    library_versions,
+    set_seed,
+    sha256_text,
+    write_json,
+)
+from models_factory.trainers.device import choose_device, configure_threads
+from models_factory.trainers.errors import DataError
+from models_factory.trainers.loop import LoopSpec, clear_checkpoints, iter_chunks, run_loop
+
+MIN_RECORDS = 4
+ARTIFACT_FORMAT = "datanets-lora-adapter"
+IGNORE = -100
+PLAIN_FORMAT = "### Instruction:\n{prompt}\n\n### Response:\n"
+PROMPT_KEYS = ("instruction", "question", "prompt")
+RESPONSE_KEYS = ("response", "answer", "output", "completion")
+CONTEXT_KEYS = ("context", "input")
+
+
+def record_to_pair(record: dict[str, Any], index: int) -> tuple[str, str]:
+    """(prompt, response) from {instruction|question|prompt, response|answer|output|completion, context|input?}."""
+    prompt = next((str(record[k]) for k in PROMPT_KEYS if record.get(k)), "").strip()
+    response = next((str(record[k]) for k in RESPONSE_KEYS if record.get(k)), "").strip()
+    context = next((str(record[k]) for k in CONTEXT_KEYS if record.get(k)), "").strip()
+    if not prompt:
+        raise DataError(f"record {index} has no instruction or question (one of {', '.join(PROMPT_KEYS)})")
+    if not response:
+        raise DataError(f"record {index} has no response or answer (one of {', '.join(RESPONSE_KEYS)})")
+    if context:
+        prompt = f"{prompt}\n\nContext:\n{context}"
+    return prompt, response
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def prompt_text(tokenizer: Any, prompt: str) -> str:
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return PLAIN_FORMAT.format(prompt=prompt)
+
+
+def response_text(tokenizer: Any, prompt: str, response: str) -> str:
+    """The text that follows `prompt_text` in a full training example, end-of-turn tokens included."""
+    if has_chat_template(tokenizer):
+        head = prompt_text(tokenizer, prompt)
+        full = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False
+        )
+        if full.startswith(head):
+            return full[len(head) :]
+    return response + (tokenizer.eos_token or "")
+
+
+def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]] | None:
+    """(input_ids, labels) with the prompt masked; None when truncation leaves no response token."""
+    head = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    tail = tokenizer(response_text(tokenizer, prompt, response), add_special_tokens=False)["input_ids"]
+    ids = (head + tail)[:max_length]
+    labels = ([IGNORE] * len(head) + tail)[:max_length]
+    if all(label == IGNORE for label in labels):
+        return None
+    return ids, labels
+
+
+def pad_examples(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (ids, labs) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(labs)] = torch.tensor(labs)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def lora_targets(model: nn.Module) -> list[str] | str:
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    attention = [n for n in ("q_proj", "k_proj", "v_proj", "o_proj") if n in names]
+    return attention or "all-linear"
+
+
+def generate_greedy(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=torch.ones_like(ids).to(device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    # A generator of its own: the order depends only on (seed, epoch), so a resumed run sees the same batches.
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7))
+
+
+class LoRATrainer:
+    """LoRA on a causal LM. `base_model`: "smollm2" (default), "tiny", a local folder or .gguf, or a cached hub id."""
+
+    def __init__(self, base_model: str = SMOLLM2, *, device: str | None = None) -> None:
+        self.base_spec = base_model
+        self.device_pref = device
+
+    def train(
+        self,
+        *,
+        records: list[dict[str, Any]],
+        config: TrainConfig,
+        output_dir: Path,
+        val_records: list[dict[str, Any]] | None = None,
+        checkpoint_dir: Path | None = None,
+        callbacks: Callbacks | None = None,
+        n_samples: int = 3,
+        sample_max_new_tokens: int = 32,
+    ) -> TrainResult:
+        started = time.perf_counter()
+        if config.method == "head":  # the dataclass default is the classifier's; LoRA is the only generative one
+            config.method = "lora"
+        config.validate(methods=GENERATIVE_METHODS)
+        callbacks = callbacks or NullCallbacks()
+        choice = choose_device(self.device_pref)
+        configure_threads(choice)
+        pairs = [record_to_pair(r, i) for i, r in enumerate(records)]
+        if len(pairs) < MIN_RECORDS:
+            raise DataError(f"training needs at least {MIN_RECORDS} records; the snapshot has {len(pairs)}")
+        validation_note = "validation split"
+        if val_records:
+            val_pairs = [record_to_pair(r, i) for i, r in enumerate(val_records)]
+        elif len(pairs) >= 10:
+            order = _epoch_order(len(pairs), config.seed, -1).tolist()
+            n_val = max(1, len(pairs) // 5)
+            val_pairs = [pairs[i] for i in order[:n_val]]
+            pairs = [pairs[i] for i in order[n_val:]]
+            validation_note = "20% held out from the training data"
+        else:
+            val_pairs = pairs
+            validation_note = "training data (too few records to hold out a validation split)"
+
+        with tempfile.TemporaryDirectory(prefix="tiny-base-") as tiny_dir:
+            if self.base_spec == TINY:
+                texts = [t for p, r in pairs for t in (p, r)]
+                build_tiny_base(texts, Path(tiny_dir), seed=config.seed)
+                local = resolve_local(tiny_dir)
+                ref = BaseModelRef(TINY, "tiny-llama (built from the training texts)", local.path, local.sha256)
+            else:
+                ref = resolve_causal_lm(self.base_spec)
+            return self._train(
+                ref, pairs, val_pairs, validation_note, config, choice, callbacks, Path(output_dir),
+                checkpoint_dir, n_samples, sample_max_new_tokens, started,
+            )  # fmt: skip
+
+    def _train(
+        self,
+        ref: BaseModelRef,
+        pairs: list[tuple[str, str]],
+        val_pairs: list[tuple[str, str]],
+        validation_note: str,
+        config: TrainConfig,
+        choice: Any,
+        callbacks: Callbacks,
+        output_dir: Path,
+        checkpoint_dir: Path | None,
+        n_samples: int,
+        sample_max_new_tokens: int,
+        started: float,
+    ) -> TrainResult:
+        from peft import LoraConfig, get_peft_model
+
+        dtype = torch.bfloat16 if choice.autocast_dtype == torch.bfloat16 else torch.float32
+        base, tokenizer = load_causal_lm(ref, dtype=dtype)
+        train_rows = [row for p, r in pairs if (row := encode_pair(tokenizer, p, r, config.max_length))]
+        val_rows = [row for p, r in val_pairs if (row := encode_pair(tokenizer, p, r, config.max_length))]
+        if not train_rows:
+            raise DataError(f"max_length {config.max_length} cuts off every response; raise max_length")
+        if not val_rows:
+            val_rows = train_rows
+        pad_id = tokenizer.pad_token_id
+
+        set_seed(config.seed)
+        lora = LoraConfig(
+            task_type="CAUSAL_LM",
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=lora_targets(base),
+        )
+        with warnings.catch_warnings():
+            # peft calls a transformers method that was renamed; the warning is theirs, not the caller's.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(base, lora)
+        fingerprint = sha256_text(
+            canonical_json(
+                {
+                    "kind": "generative",
+                    "config": config.to_dict(),
+                    "base": ref.sha256,
+                    "data": sha256_text(canonical_json([pairs, val_pairs])),
+                }
+            )
+        )
+
+        def batches_for_epoch(epoch: int) -> list[dict[str, torch.Tensor]]:
+            order = _epoch_order(len(train_rows), config.seed, epoch).tolist()
+            return [
+                pad_examples([train_rows[i] for i in chunk], pad_id) for chunk in iter_chunks(order, config.batch_size)
+            ]
+
+        def loss_fn(m: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            device = next(p for p in m.parameters() if p.requires_grad).device
+            return m(**{k: v.to(device) for k, v in batch.items()}).loss
+
+        def evaluate(m: nn.Module) -> dict[str, Any]:
+            m.eval()
+            device = next(m.parameters()).device
+            total, tokens = 0.0, 0
+            with torch.no_grad():
+                for chunk in iter_chunks(val_rows, max(1, config.batch_size)):
+                    batch = pad_examples(chunk, pad_id)
+                    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+                    loss = m(**{k: v.to(device) for k, v in batch.items()}).loss
+                    total += float(loss.float()) * n
+                    tokens += n
+            val_loss = total / max(tokens, 1)
+            return {"val_loss": val_loss, "perplexity": math.exp(min(val_loss, 50.0)), "val_tokens": tokens}
+
+        spec = LoopSpec(
+            model=model,
+            batches_for_epoch=batches_for_epoch,
+            loss_fn=loss_fn,
+            batch_examples=lambda batch: int(batch["input_ids"].shape[0]),
+            fingerprint=fingerprint,
+            evaluate=evaluate,
+        )
+        outcome = run_loop(spec, config=config, choice=choice, callbacks=callbacks, checkpoint_dir=checkpoint_dir)
+        model = outcome.model
+        with torch.no_grad():
+            metrics = evaluate(model)
+            model.eval()
+            metrics["samples"] = [
+                {"prompt": p, "reference": r, "generated": generate_greedy(model, tokenizer, p, sample_max_new_tokens)}
+                for p, r in val_pairs[:n_samples]
+            ]
+        metrics["validation_source"] = validation_note
+        metrics["train_examples_per_s"] = outcome.examples_per_s
+        metrics["n_train_examples"] = len(train_rows)
+        metrics["n_dropped_too_long"] = len(pairs) - len(train_rows)
+        if outcome.eval_history:
+            metrics["eval_history"] = [[s, m["val_loss"]] for s, m in outcome.eval_history]
+
+        result = TrainResult(
+            kind="generative",
+            method=config.method,
+            metrics=metrics,
+            artifact_dir=output_dir,
+            artifact_size_bytes=0,
+            loss_history=outcome.loss_history,
+            library_versions=library_versions(),
+            base_model_id=ref.model_id,
+            base_model_sha256=ref.sha256,
+            seeds={"seed": config.seed},
+            config=config.to_dict(),
+            device=choice.name,
+            precision=choice.precision,
+            steps=outcome.steps,
+            train_examples=len(train_rows),
+            resumed_from_step=outcome.resumed_from_step,
+        )
+        if outcome.is_main_process:
+            with atomic_output_dir(output_dir) as scratch:
+                model.peft_config["default"].base_model_name_or_path = ref.model_id
+                model.save_pretrained(scratch, save_embedding_layers=False)
+                tokenizer.save_pretrained(scratch)
+                base_info = ref.to_dict()
+                if ref.spec == TINY:
+                    shutil.copytree(ref.path, scratch / "base_model")
+                    base_info["path"] = "base_model"
+                write_json(
+                    scratch / "generative.json",
+                    {
+                        "format": ARTIFACT_FORMAT,
+                        "version": 1,
+                        "base": base_info,
+                        "prompt_format": "chat_template" if has_chat_template(tokenizer) else "plain",
+                        "max_length": config.max_length,
+                    },
+                )
+                result.duration_s = time.perf_counter() - started
+                result.artifact_size_bytes = dir_size(scratch)
+                write_json(scratch / "training_info.json", {**result.to_dict(), "artifact_dir": None})
+            clear_checkpoints(checkpoint_dir)
+        return result

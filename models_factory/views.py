@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from config.errors import UserError
+from datanets.models import Datanet, Snapshot
+from models_factory import services
+from models_factory.models import CreditAccount, MLModel, ModelVersion, TrainingRun
+
+HYPER_FIELDS = [
+    ("epochs", int),
+    ("batch_size", int),
+    ("lr", float),
+    ("max_length", int),
+    ("seed", int),
+    ("max_steps", int),
+    ("lora_r", int),
+]
+
+
+def model_list(request: HttpRequest) -> HttpResponse:
+    models = MLModel.objects.select_related("datanet", "builder").prefetch_related("versions")
+    datanets = Datanet.objects.filter(record_kind__in=["labeled_text", "instruction", "qa"], is_public=True)
+    return render(request, "models_factory/list.html", {"models": models, "datanets": datanets})
+
+
+@login_required
+@require_POST
+def model_create(request: HttpRequest) -> HttpResponse:
+    try:
+        model = services.model_create(
+            builder=request.user,
+            datanet_slug=request.POST.get("datanet", ""),
+            name=request.POST.get("name", ""),
+            description=request.POST.get("description", ""),
+        )
+        return redirect(model)
+    except UserError as exc:
+        messages.error(request, exc.message)
+        return redirect("models_factory:list")
+
+
+def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(MLModel.objects.select_related("datanet"), slug=slug)
+    versions = list(model.versions.select_related("snapshot"))
+    metric_keys = sorted({k for v in versions for k, val in v.metrics.items() if isinstance(val, (int, float))})
+    return render(
+        request,
+        "models_factory/model.html",
+        {
+            "model": model,
+            "versions": versions,
+            "metric_keys": metric_keys,
+            "rows": [(v, [v.metrics.get(k) for k in metric_keys]) for v in versions],
+            "runs": model.runs.select_related("job")[:20],
+            "snapshots": Snapshot.objects.filter(datanet=model.datanet),
+            "is_builder": request.user.is_authenticated and model.builder_id == request.user.pk,
+            "is_classifier": model.kind == MLModel.Kind.CLASSIFIER,
+        },
+    )
+
+
+@login_required
+@require_POST
+def run_create(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(MLModel, slug=slug)
+    hyper = {}
+    try:
+        for name, cast in HYPER_FIELDS:
+            raw = request.POST.get(name, "").strip()
+            if raw:
+                hyper[name] = cast(raw)
+    except ValueError:
+        messages.error(request, "Hyperparameters must be numbers.")
+        return redirect(model)
+    snapshot = Snapshot.objects.filter(pk=request.POST.get("snapshot") or 0, datanet=model.datanet).first()
+    if snapshot is None:
+        messages.error(request, "Pick a published snapshot of the model's Datanet.")
+        return redirect(model)
+    try:
+        run = services.training_run_create(
+            actor=request.user,
+            ml_model=model,
+            snapshot=snapshot,
+            base_model=request.POST.get("base_model", ""),
+            method=request.POST.get("method", ""),
+            hyperparameters=hyper,
+        )
+    except UserError as exc:
+        messages.error(request, exc.message)
+        return redirect(model)
+    return redirect(run)
+
+
+def run_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("ml_model", "job", "snapshot"), pk=pk)
+    return render(
+        request, "models_factory/run.html", {"run": run, "job": run.job, "version": getattr(run, "model_version", None)}
+    )
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: str) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        services.training_run_cancel(actor=request.user, run=run)
+        messages.success(request, "Cancelling: the run stops at its next step and registers nothing.")
+    except UserError as exc:
+        messages.error(request, exc.message)
+    return redirect(run)
+
+
+def version_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    v = get_object_or_404(
+        ModelVersion.objects.select_related("ml_model__datanet", "snapshot", "run"),
+        ml_model__slug=slug,
+        version=version,
+    )
+    cm = v.metrics.get("confusion_matrix")
+    labels = v.metrics.get("labels") or list(v.ml_model.datanet.labels)
+    matrix = None
+    if cm:
+        top = max((max(row) for row in cm), default=1) or 1
+        matrix = [(labels[i] if i < len(labels) else i, [(n, n / top) for n in row]) for i, row in enumerate(cm)]
+    account = CreditAccount.objects.filter(user=request.user).first() if request.user.is_authenticated else None
+    return render(
+        request,
+        "models_factory/version.html",
+        {
+            "v": v,
+            "model": v.ml_model,
+            "matrix": matrix,
+            "matrix_labels": labels,
+            "samples": v.metrics.get("samples", []),
+            "is_builder": request.user.is_authenticated and v.ml_model.builder_id == request.user.pk,
+            "balance": account.balance if account else 0,
+            "scalar_metrics": {k: val for k, val in v.metrics.items() if isinstance(val, (int, float))},
+        },
+    )
+
+
+@login_required
+@require_POST
+def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
+    try:
+        price = request.POST.get("price_credits", "").strip()
+        services.version_deploy(
+            actor=request.user,
+            version=v,
+            deployed=request.POST.get("deployed") == "1",
+            price_credits=int(price) if price else None,
+        )
+        messages.success(request, "Deployed." if request.POST.get("deployed") == "1" else "Undeployed.")
+    except ValueError:
+        messages.error(request, "The price must be a whole number of credits.")
+    except UserError as exc:
+        messages.error(request, exc.message)
+    return redirect(v)
+
+
+def version_download(request: HttpRequest, slug: str, version: int) -> FileResponse:
+    v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
+    folder = Path(v.artifact_location)
+    if not folder.is_dir():
+        raise Http404("The artifact is not on this server.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for root, _, files in os.walk(folder):
+            for name in files:
+                path = Path(root) / name
+                zf.write(path, path.relative_to(folder))
+    buf.seek(0)
+    return FileResponse(buf, as_attachment=True, filename=f"{slug}-v{version}.zip")

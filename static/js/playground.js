@@ -1,0 +1,27 @@
+(function () {
+  const form = document.getElementById("playground");
+  if (!form) return;
+  const out = document.getElementById("playground-out");
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    const body = {};
+    body[form.dataset.kind === "classifier" ? "text" : "prompt"] = form.input.value;
+    if (form.max_tokens) body.max_tokens = parseInt(form.max_tokens.value, 10);
+    if (form.temperature) body.temperature = parseFloat(form.temperature.value);
+    out.textContent = "Running…";
+    try {
+      const r = await window.Datanets.api(form.dataset.url, { method: "POST", json: body });
+      document.getElementById("balance").textContent = r.balance;
+      if (r.output.label !== undefined) {
+        const probs = Object.entries(r.output.probabilities).map(([k, v]) => k + " " + (v * 100).toFixed(1) + "%").join(" · ");
+        out.innerHTML = "<p><strong></strong></p><p class='muted'></p>";
+        out.querySelector("strong").textContent = r.output.label;
+        out.querySelector(".muted").textContent = probs + " · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
+      } else {
+        out.innerHTML = "<pre></pre><p class='muted'></p>";
+        out.querySelector("pre").textContent = r.output.text;
+        out.querySelector(".muted").textContent = r.tokens_out + " tokens · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
+      }
+    } catch (err) { out.innerHTML = "<p class='msg error'></p>"; out.querySelector("p").textContent = err.message; }
+  });
+})();
