@@ -31,9 +31,11 @@ DEMO_USERS = [
     ("curator2", "curator"),
     ("alice", "contributor"),
     ("bob", "contributor"),
+    ("consumer", "calls deployed models (1,000 credits)"),
     ("admin", "site admin (/admin/)"),
 ]
 DEMO_SLUG = "drug-reviews"
+QA_SLUG = "drug-conditions"
 LABELS = ["negative", "neutral", "positive"]
 
 
@@ -46,16 +48,44 @@ def drug_reviews_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "assets" / "drugsCom.zip"
 
 
-def drug_reviews(split: str = "train") -> list[dict[str, str]]:
-    """Records of the UCI drug reviews: {"text": review, "label": negative|neutral|positive}."""
+def _tsv_rows(split: str) -> list[dict[str, str]]:
     name = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}[split]
     with zipfile.ZipFile(drug_reviews_path()) as archive:
         raw = archive.read(name).decode("utf-8")
+    return list(csv.DictReader(io.StringIO(raw), delimiter="\t"))
+
+
+def _review_text(row: dict[str, str]) -> str:
+    return html.unescape(row["review"]).strip().strip('"').strip()
+
+
+def drug_reviews(split: str = "train") -> list[dict[str, str]]:
+    """Records of the UCI drug reviews: {"text": review, "label": negative|neutral|positive}."""
     rows = []
-    for row in csv.DictReader(io.StringIO(raw), delimiter="\t"):
-        text = html.unescape(row["review"]).strip().strip('"').strip()
+    for row in _tsv_rows(split):
+        text = _review_text(row)
         if text and row["rating"] in LABELS:
             rows.append({"text": text, "label": row["rating"]})
+    return rows
+
+
+def drug_conditions(split: str = "train", limit: int = 300) -> list[dict[str, str]]:
+    """Question/answer records from the same reviews: which condition a drug was taken for, with the review as
+    context. Real answers from the dataset's condition column."""
+    rows = []
+    for row in _tsv_rows(split):
+        condition = html.unescape(row.get("condition", "")).strip()
+        drug = html.unescape(row.get("drugName", "")).strip()
+        if not condition or not drug or "users found this comment helpful" in condition:
+            continue
+        review = _review_text(row)
+        rows.append({
+            "question": f"What condition was {drug} taken for?",
+            "answer": f"{drug} was taken for {condition}.",
+            "context": review[:600],
+        })
+        if len(rows) >= limit:
+            break
     return rows
 
 
@@ -77,8 +107,50 @@ def _run_job_inline(job: Job | None) -> None:
         services.contribution_ingest(job_id=str(job.id))
 
 
+def _contribute(datanet: Datanet, user: User, records: list[dict[str, str]], name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        result = services.contribution_from_path(user=user, datanet=datanet, path=path, filename=path.name)
+    _run_job_inline(result.contribution.job)
+
+
+def _approve_all_but(datanet: Datanet, users: dict[str, User], keep_pending: int) -> None:
+    pending = list(Record.objects.filter(datanet=datanet, status=Record.Status.PENDING).order_by("id"))
+    for record in pending[: max(0, len(pending) - keep_pending)]:
+        for curator in ("curator1", "curator2"):
+            services.vote_cast(curator=users[curator], record_id=record.pk, decision="approve")
+
+
+def load_qa_demo(users: dict[str, User]) -> Datanet:
+    existing = Datanet.objects.filter(slug=QA_SLUG).first()
+    if existing is not None:
+        return existing
+    datanet = services.datanet_create(
+        owner=users["owner"], title="Drug conditions Q&A", slug=QA_SLUG, domain="medical",
+        description="Which condition a medication was taken for, answered from patient reviews (UCI Drug Review "
+        "dataset, CC BY 4.0). Question/answer records for generative models.",
+        license="CC-BY-4.0", guidelines="Answer with the condition named in the review, in one sentence.",
+        record_kind="qa", approvals_needed=2, rejections_needed=2,
+        curators=[users["curator1"], users["curator2"]],
+    )
+    records = drug_conditions()
+    half = len(records) // 2
+    _contribute(datanet, users["alice"], records[:half], "alice-conditions.jsonl")
+    _contribute(datanet, users["bob"], records[half:], "bob-conditions.jsonl")
+    _approve_all_but(datanet, users, keep_pending=10)
+    services.snapshot_publish(actor=users["owner"], datanet=datanet, notes="First release of the Q&A demo.")
+    return datanet
+
+
 def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
+    from models_factory.models import CreditAccount
+    from models_factory.services import credits_grant
+
     users = demo_users()
+    if not CreditAccount.objects.filter(user=users["consumer"]).exists():
+        credits_grant(actor=None, user=users["consumer"], amount=1000)
+    load_qa_demo(users)
     existing = Datanet.objects.filter(slug=DEMO_SLUG).first()
     if existing is not None:
         return existing

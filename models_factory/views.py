@@ -127,7 +127,9 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
         version=version,
     )
     cm = v.metrics.get("confusion_matrix")
-    labels = v.metrics.get("labels") or list(v.ml_model.datanet.labels)
+    labels = list(v.ml_model.datanet.labels)
+    if isinstance(cm, dict):
+        labels, cm = cm.get("labels", labels), cm.get("matrix")
     matrix = None
     if cm:
         top = max((max(row) for row in cm), default=1) or 1
