@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint format migrate demo worker web ci contracts bench clean
+.PHONY: run test test-fast lint format migrate demo worker web ci contracts contracts-check clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -50,6 +50,14 @@ worker: install
 
 web: install
 	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## Recompile the Solidity contracts with the pinned solc-js (needs node); `make contracts-check` fails if stale.
+contracts:
+	npm ci --prefix settlement/contracts --no-audit --no-fund
+	cd settlement/contracts && node build.mjs
+
+contracts-check:
+	cd settlement/contracts && node build.mjs --check
 
 ci:
 	bash .ci/run

@@ -1,0 +1,69 @@
+"""Chain fixtures: the settlement chain tests run once on the embedded EVM and once on anvil.
+
+anvil comes from ``npm ci`` in settlement/contracts. Without it the anvil half is skipped with the reason, unless
+DATANETS_REQUIRE_ANVIL=1 (as CI sets), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from settlement.chain import client
+from settlement.chain.anvil import anvil_node, find_anvil
+from settlement.chain.embedded import DEV_KEYS
+
+CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+NO_ANVIL = "anvil binary not found: run `npm ci` in settlement/contracts (CI installs @foundry-rs/anvil)"
+
+
+@dataclass
+class Chain:
+    kind: str
+    w3: Web3
+    deployment: client.Deployment
+    url: str | None = None
+
+    @property
+    def distributor(self) -> str:
+        return self.deployment.distributor
+
+    @property
+    def token(self) -> str:
+        return self.deployment.token
+
+
+def require_anvil() -> None:
+    if find_anvil() is None:
+        if os.environ.get("DATANETS_REQUIRE_ANVIL") == "1":
+            pytest.fail(NO_ANVIL)
+        pytest.skip(NO_ANVIL)
+
+
+def node_with(package: str) -> str:
+    """The node binary when node and ``package`` (under settlement/contracts/node_modules) are both there."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the JavaScript cross-checks need it")
+    if not (CONTRACTS_DIR / "node_modules" / package).is_dir():
+        pytest.skip(f"{package} is not installed: run `npm ci` in settlement/contracts")
+    return node
+
+
+@pytest.fixture(scope="module", params=["embedded", "anvil"])
+def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """Fresh contracts on a fresh chain, once per test module and chain kind; the deployer key holds every role."""
+    if request.param == "embedded":
+        w3 = client.connect(None, tmp_path_factory.mktemp("chain") / "journal.jsonl")
+        yield Chain("embedded", w3, client.deploy_contracts(w3, DEV_KEYS[0], fund_distributor=10**27))
+        return
+    require_anvil()
+    with anvil_node() as node:
+        w3 = client.connect(node.url)
+        yield Chain("anvil", w3, client.deploy_contracts(w3, DEV_KEYS[0], fund_distributor=10**27), node.url)
