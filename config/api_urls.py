@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from accounts import api as accounts_api
@@ -25,5 +25,7 @@ urlpatterns = [
     path("wallet/challenge/", accounts_api.WalletChallengeView.as_view(), name="wallet-challenge"),
     path("wallet/link/", accounts_api.WalletLinkView.as_view(), name="wallet-link"),
     path("credits/", models_api.CreditsView.as_view(), name="credits"),
+    path("", include("attribution.api_urls")),
+    path("", include("settlement.api_urls")),
     *router.urls,
 ]

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", include("datanets.urls")),
     path("accounts/", include("accounts.urls")),
     path("models/", include("models_factory.urls")),
+    path("attribution/", include("attribution.urls")),
+    path("rewards/", include("settlement.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

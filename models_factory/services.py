@@ -294,6 +294,9 @@ def _register(run: TrainingRun, result: Any) -> ModelVersion:
             target=version,
             after={"version": version.version, "snapshot_root": version.snapshot_root},
         )
+        from attribution.services import index_build_request
+
+        index_build_request(version=version, actor=run.created_by)
     return version
 
 
@@ -432,4 +435,21 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
             fee=version.price_credits,
             latency_ms=latency_ms,
         )
+    _attach_receipt(inference)
     return inference
+
+
+def _attach_receipt(inference: Inference) -> None:
+    """Attribute the paid output. A missing or building index gives a status, never an invented receipt."""
+    from attribution import services as attribution
+
+    inference.receipt_obj = None
+    inference.attribution_status, inference.attribution_message = attribution.attribution_status(inference.version)
+    if inference.attribution_status != "ready":
+        return
+    try:
+        inference.receipt_obj = attribution.receipt_create(inference=inference)
+    except Exception:  # the call is paid and answered; a failed attribution is reported, not raised
+        log.exception("attribution failed for inference %s", inference.pk)
+        inference.attribution_status = "failed"
+        inference.attribution_message = "Attribution failed for this call; it is logged and can be recomputed."

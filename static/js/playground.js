@@ -22,6 +22,10 @@
         out.querySelector("pre").textContent = r.output.text;
         out.querySelector(".muted").textContent = r.tokens_out + " tokens · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
       }
+      const note = document.createElement("p");
+      if (r.receipt) { note.innerHTML = "<a data-testid='explain-link'>Explain this output</a> · receipt <code></code>"; note.querySelector("a").href = r.receipt.explain_url; note.querySelector("code").textContent = r.receipt.id.slice(0, 16) + "…"; }
+      else { note.className = "muted"; note.textContent = "Attribution: " + r.attribution.message; }
+      out.appendChild(note);
     } catch (err) { out.innerHTML = "<p class='msg error'></p>"; out.querySelector("p").textContent = err.message; }
   });
 })();

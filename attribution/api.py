@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from django.db.models import Count, Sum
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from attribution import services
+from attribution.models import AttributionIndex, Citation
+from config.errors import Forbidden
+from datanets.serializers import JobSerializer
+from models_factory.models import ModelVersion
+
+
+def receipt_payload(receipt) -> dict:
+    return {
+        "id": receipt.id,
+        "body": receipt.body,
+        "created_at": receipt.created_at,
+        "explain_url": receipt.get_absolute_url(),
+    }
+
+
+class ReceiptView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(receipt_payload(services.receipt_get(pk)))
+
+
+class IndexSerializer(serializers.ModelSerializer):
+    job = JobSerializer(read_only=True)
+
+    class Meta:
+        model = AttributionIndex
+        fields = ["method", "status", "n_records", "params", "bad_records", "error", "built_at", "job"]
+
+
+class IndexView(APIView):
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses=IndexSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=pk)
+        status, message = services.attribution_status(version)
+        index = AttributionIndex.objects.filter(version=version).first()
+        return Response({"status": status, "message": message, "index": IndexSerializer(index).data if index else None})
+
+    @extend_schema(request=None, responses=IndexSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        version = get_object_or_404(ModelVersion.objects.select_related("ml_model"), pk=pk)
+        if version.ml_model.builder_id != request.user.pk and not request.user.is_staff:
+            raise Forbidden("Only the model's builder can rebuild its attribution index.")
+        index = services.index_build_request(version=version, actor=request.user)
+        return Response(IndexSerializer(index).data, status=202)
+
+
+class RecordCreditView(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, pk: int) -> Response:
+        agg = Citation.objects.filter(record_id=pk).aggregate(n=Count("id"), ppm=Sum("credit_ppm"))
+        return Response({"record": pk, "citations": agg["n"], "credit_ppm_total": agg["ppm"] or 0})

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from attribution import api
+
+urlpatterns = [
+    path("receipts/<str:pk>/", api.ReceiptView.as_view(), name="receipt-detail"),
+    path("models/<int:pk>/attribution/", api.IndexView.as_view(), name="attribution-index"),
+    path("records/<int:pk>/credit/", api.RecordCreditView.as_view(), name="record-credit"),
+]

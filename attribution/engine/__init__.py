@@ -1,0 +1,24 @@
+"""Proof-of-Attribution engine: plain PyTorch/numpy, no Django.
+
+- ``GradientIndex``: per-inference attribution from projected training gradients (TRAK / influence functions).
+- ``SpanIndex``: verbatim spans of generated text found in the training data (infini-gram / OLMoTrace).
+- ``knn_shapley``: exact KNN-Shapley values of training records against a validation set (epoch valuation).
+- ``representation_similarity``: the embedding-similarity baseline; ``collapse_duplicates``: one credit per cluster.
+"""
+
+from attribution.engine.gradient import GradientIndex, IndexMismatch
+from attribution.engine.search import TopK, top_k_inner_product
+from attribution.engine.spans import Span, SpanIndex
+from attribution.engine.valuation import collapse_duplicates, knn_shapley, representation_similarity
+
+__all__ = [
+    "GradientIndex",
+    "IndexMismatch",
+    "Span",
+    "SpanIndex",
+    "TopK",
+    "collapse_duplicates",
+    "knn_shapley",
+    "representation_similarity",
+    "top_k_inner_product",
+]

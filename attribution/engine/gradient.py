@@ -1,0 +1,425 @@
+"""Gradient index: TRAK / influence-function attribution over projected per-example loss gradients.
+
+For training records i and a query q with projected loss gradients phi_i, phi_q (rows of Phi and the query):
+
+    score(q, i) = phi_q (Phi^T Phi + lambda I)^-1 phi_i^T
+
+Positive means upweighting record i lowers the query's loss (the gradients agree under the Gauss-Newton metric),
+so larger = that record helped more. With several checkpoints the scores are averaged (TRAK's ensemble).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+
+from attribution.engine.projection import DENSE_LIMIT, BlockProjector
+from attribution.engine.search import TopK, top_k_inner_product
+
+LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]
+Batch = torch.Tensor | Mapping[str, torch.Tensor]
+
+FORMAT_VERSION = 1
+
+
+class IndexMismatch(ValueError):
+    """The model given to the index is not the model the index was built for."""
+
+
+def trainable_blocks(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, tuple(p.shape)) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def blocks_fingerprint(blocks: Sequence[tuple[str, tuple[int, ...]]]) -> str:
+    canonical = json.dumps([[name, list(shape)] for name, shape in blocks], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _as_batch(data: Any) -> Batch:
+    if isinstance(data, Mapping):
+        return {key: torch.as_tensor(value) for key, value in data.items()}
+    return torch.as_tensor(data)
+
+
+def _length(data: Batch) -> int:
+    if isinstance(data, Mapping):
+        return len(next(iter(data.values())))
+    return len(data)
+
+
+def _slice(data: Batch, start: int, stop: int) -> Batch:
+    if isinstance(data, Mapping):
+        return {key: value[start:stop] for key, value in data.items()}
+    return data[start:stop]
+
+
+def _unsqueeze(data: Batch) -> Batch:
+    if isinstance(data, Mapping):
+        return {key: value.unsqueeze(0) for key, value in data.items()}
+    return data.unsqueeze(0)
+
+
+def _call(model: torch.nn.Module, params: tuple[dict[str, torch.Tensor], ...], x: Batch) -> Any:
+    if isinstance(x, Mapping):
+        return functional_call(model, params, (), dict(x))
+    return functional_call(model, params, (x,))
+
+
+class _GradientProjector:
+    """Per-example gradients of one checkpoint, projected to ``dim``; non-finite rows are reported and zeroed."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: LossFn, projector: BlockProjector, per_example: str) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.projector = projector
+        self.per_example = per_example
+        self.names = [name for name, _ in trainable_blocks(model)]
+
+    def __call__(self, inputs: Batch, targets: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        grads = self._grads(inputs, targets)
+        batch = _length(inputs)
+        finite = torch.ones(batch, dtype=torch.bool)
+        for g in grads.values():
+            finite &= torch.isfinite(g.reshape(batch, -1)).all(dim=1)
+        if not bool(finite.all()):
+            grads = {name: torch.where(finite.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for name, g in grads.items()}
+        projected = self.projector(grads)
+        finite &= torch.isfinite(projected).all(dim=1)
+        projected[~finite] = 0.0
+        return projected, np.flatnonzero(~finite.numpy())
+
+    def _grads(self, inputs: Batch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        was_training = self.model.training
+        # Dropout and batch-norm statistics would make gradients random and batch-dependent.
+        self.model.eval()
+        try:
+            if self.per_example in {"vmap", "auto"}:
+                try:
+                    return self._vmap_grads(inputs, targets)
+                except (RuntimeError, NotImplementedError):
+                    if self.per_example == "vmap":
+                        raise
+            return self._loop_grads(inputs, targets)
+        finally:
+            self.model.train(was_training)
+
+    def _vmap_grads(self, inputs: Batch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        trainable = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+        frozen = {n: p.detach() for n, p in self.model.named_parameters() if not p.requires_grad}
+        buffers = {n: b.detach() for n, b in self.model.named_buffers()}
+
+        def loss_one(params: dict[str, torch.Tensor], x: Batch, y: torch.Tensor) -> torch.Tensor:
+            out = _call(self.model, (params, frozen, buffers), _unsqueeze(x))
+            return self.loss_fn(out, y.unsqueeze(0)).sum()
+
+        return vmap(grad(loss_one), in_dims=(None, 0, 0))(trainable, inputs, targets)
+
+    def _loop_grads(self, inputs: Batch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        params = [p for _, p in self.model.named_parameters() if p.requires_grad]
+        rows: list[tuple[torch.Tensor, ...]] = []
+        for i in range(_length(inputs)):
+            x = _slice(inputs, i, i + 1)
+            with torch.enable_grad():
+                out = self.model(**x) if isinstance(x, Mapping) else self.model(x)
+                loss = self.loss_fn(out, targets[i : i + 1]).sum()
+                rows.append(torch.autograd.grad(loss, params, allow_unused=True))
+        return {
+            name: torch.stack([r[j] if r[j] is not None else torch.zeros_like(params[j]) for r in rows])
+            for j, name in enumerate(self.names)
+        }
+
+
+class GradientIndex:
+    """Projected training gradients and their preconditioner; see the module docstring for the score."""
+
+    def __init__(
+        self,
+        features: np.ndarray,
+        preconditioners: np.ndarray,
+        meta: dict[str, Any],
+        models: Sequence[torch.nn.Module] | None = None,
+        loss_fn: LossFn | None = None,
+    ) -> None:
+        self.features = features
+        self.preconditioners = preconditioners
+        self.meta = meta
+        self.models: list[torch.nn.Module] = list(models) if models else []
+        self.loss_fn = loss_fn
+        self._projectors: list[_GradientProjector] | None = None
+
+    @property
+    def n_train(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def bad_records(self) -> list[int]:
+        """Training records whose gradient was NaN or infinite; their features are zero (they score 0)."""
+        return list(self.meta["bad_records"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["proj_dim"])
+
+    @classmethod
+    def build(
+        cls,
+        model: torch.nn.Module | None,
+        loss_fn: LossFn,
+        train_inputs: Any,
+        train_targets: Any,
+        *,
+        models: Sequence[torch.nn.Module] | None = None,
+        proj_dim: int = 256,
+        seed: int = 0,
+        damping: float = 1.0,
+        batch_size: int = 64,
+        projection: str = "auto",
+        dense_limit: int = DENSE_LIMIT,
+        per_example: str = "auto",
+        hessian: str = "empirical",
+        dtype: torch.dtype = torch.float32,
+        progress: Progress | None = None,
+    ) -> GradientIndex:
+        """Index the training set.
+
+        ``damping`` is relative: lambda = damping * mean eigenvalue of the curvature matrix, so one setting works
+        whatever the gradient scale. ``models`` (checkpoints of the same architecture) turns on the ensemble.
+        ``hessian="empirical"`` preconditions with Phi^T Phi (one gradient per record). ``hessian="fisher"`` uses the
+        exact Fisher / Gauss-Newton matrix of a classifier whose outputs are [batch, classes] logits:
+        sum_i sum_c p_ic phi_i(c)^T phi_i(c), with phi_i(c) the gradient for label c. It costs one extra gradient
+        pass per class and, on the digits benchmark, raises LDS (see benchmarks/attribution/lds.py).
+        """
+        if hessian not in {"empirical", "fisher"}:
+            raise ValueError(f"unknown hessian {hessian!r}: use 'empirical' or 'fisher'")
+        checkpoints = list(models) if models else ([model] if model is not None else [])
+        if not checkpoints:
+            raise ValueError("pass a model, or models=[...] for an ensemble of checkpoints")
+        blocks = trainable_blocks(checkpoints[0])
+        if not blocks:
+            raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+        fingerprint = blocks_fingerprint(blocks)
+        for m in checkpoints[1:]:
+            if blocks_fingerprint(trainable_blocks(m)) != fingerprint:
+                raise IndexMismatch("the checkpoints in models=[...] do not share the same trainable parameters")
+        inputs = _as_batch(train_inputs)
+        targets = torch.as_tensor(train_targets)
+        n = _length(inputs)
+        if n < 1:
+            raise ValueError("the training set is empty: nothing to index")
+        if len(targets) != n:
+            raise ValueError(f"{n} training inputs but {len(targets)} targets")
+        meta: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "proj_dim": proj_dim,
+            "seed": seed,
+            "damping": damping,
+            "projection": projection,
+            "per_example": per_example,
+            "hessian": hessian,
+            "dense_limit": dense_limit,
+            "dtype": str(dtype).removeprefix("torch."),
+            "blocks": [[name, list(shape)] for name, shape in blocks],
+            "fingerprint": fingerprint,
+            "weights": [weights_digest(m) for m in checkpoints],
+            "n_train": n,
+            "n_models": len(checkpoints),
+        }
+        index = cls(np.zeros((0, 0)), np.zeros((0, 0, 0)), meta, checkpoints, loss_fn)
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        features = np.zeros((n, proj_dim * len(checkpoints)), dtype=np_dtype)
+        preconditioners = np.zeros((len(checkpoints), proj_dim, proj_dim), dtype=np.float64)
+        bad: set[int] = set()
+        lambdas: list[float] = []
+        total = n * len(checkpoints)
+        done = 0
+        for m, gp in enumerate(index._projector_list()):
+            cols = slice(m * proj_dim, (m + 1) * proj_dim)
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                phi, bad_rows = gp(_slice(inputs, start, stop), targets[start:stop])
+                features[start:stop, cols] = phi.detach().numpy()
+                bad.update(int(start + r) for r in bad_rows)
+                done += stop - start
+                if progress is not None:
+                    progress(done, total)
+            phi_all = features[:, cols].astype(np.float64)
+            gram = _fisher_gram(gp, inputs, batch_size) if hessian == "fisher" else phi_all.T @ phi_all
+            preconditioners[m], lam = _preconditioner(gram, damping)
+            lambdas.append(lam)
+        meta["bad_records"] = sorted(bad)
+        meta["lambdas"] = lambdas
+        index.features = features
+        index.preconditioners = preconditioners
+        return index
+
+    def attach(
+        self,
+        model: torch.nn.Module | None = None,
+        loss_fn: LossFn | None = None,
+        *,
+        models: Sequence[torch.nn.Module] | None = None,
+    ) -> GradientIndex:
+        """Give a loaded index the model(s) and loss it needs to compute query gradients."""
+        checkpoints = list(models) if models else ([model] if model is not None else [])
+        if len(checkpoints) != self.meta["n_models"]:
+            raise IndexMismatch(
+                f"this index was built from {self.meta['n_models']} checkpoint(s), got {len(checkpoints)}"
+            )
+        self.models = checkpoints
+        if loss_fn is not None:
+            self.loss_fn = loss_fn
+        self._projectors = None
+        self._check_models()
+        return self
+
+    def query_vectors(self, test_inputs: Any, test_targets: Any, *, batch_size: int = 64) -> np.ndarray:
+        """Preconditioned query gradients q such that scores = q @ features.T."""
+        self._check_models()
+        inputs = _as_batch(test_inputs)
+        targets = torch.as_tensor(test_targets)
+        n = _length(inputs)
+        k = self.dim
+        out = np.zeros((n, self.features.shape[1]), dtype=self.features.dtype)
+        for m, gp in enumerate(self._projector_list()):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                phi, _ = gp(_slice(inputs, start, stop), targets[start:stop])
+                q = phi.detach().numpy().astype(np.float64) @ self.preconditioners[m]
+                out[start:stop, m * k : (m + 1) * k] = q / len(self.models)
+        return out
+
+    def scores(self, test_inputs: Any, test_targets: Any) -> np.ndarray:
+        """[n_test, n_train]; larger = that training record lowered that test loss more."""
+        return self.query_vectors(test_inputs, test_targets) @ np.asarray(self.features).T
+
+    def top_k(self, test_inputs: Any, test_targets: Any, k: int, *, block_rows: int = 1 << 18) -> TopK:
+        """Best k training records per test example (indices and scores, best first), blockwise."""
+        return self.search(self.query_vectors(test_inputs, test_targets), k, block_rows=block_rows)
+
+    def search(self, query_vectors: np.ndarray, k: int, *, block_rows: int = 1 << 18) -> TopK:
+        return top_k_inner_product(query_vectors, self.features, k, block_rows=block_rows)
+
+    def self_scores(self, *, block_rows: int = 1 << 16) -> np.ndarray:
+        """Self-influence phi_i (Phi^T Phi + lambda I)^-1 phi_i^T per record; high = suspicious."""
+        k = self.dim
+        out = np.zeros(self.n_train, dtype=np.float64)
+        for start in range(0, self.n_train, block_rows):
+            block = np.asarray(self.features[start : start + block_rows], dtype=np.float64)
+            for m in range(self.meta["n_models"]):
+                phi = block[:, m * k : (m + 1) * k]
+                out[start : start + len(block)] += np.einsum("ij,jk,ik->i", phi, self.preconditioners[m], phi)
+        return out / self.meta["n_models"]
+
+    def save(self, path: str | Path) -> None:
+        """A directory: features.npy (memory-mappable at load), preconditioners.npy, meta.json."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "features.npy", np.asarray(self.features))
+        np.save(folder / "preconditioners.npy", self.preconditioners)
+        (folder / "meta.json").write_text(json.dumps(self.meta, sort_keys=True, indent=1))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        model: torch.nn.Module | None = None,
+        loss_fn: LossFn | None = None,
+        *,
+        models: Sequence[torch.nn.Module] | None = None,
+        mmap: bool = False,
+    ) -> GradientIndex:
+        folder = Path(path)
+        meta_path = folder / "meta.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no gradient index at {folder} (meta.json is missing)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(f"index format {meta.get('format_version')} is not {FORMAT_VERSION}: rebuild it")
+        features = np.load(folder / "features.npy", mmap_mode="r" if mmap else None)
+        preconditioners = np.load(folder / "preconditioners.npy")
+        index = cls(features, preconditioners, meta, loss_fn=loss_fn)
+        if model is not None or models:
+            index.attach(model, loss_fn, models=models)
+        return index
+
+    def _projector_list(self) -> list[_GradientProjector]:
+        if self._projectors is None:
+            dtype = torch.float64 if self.meta["dtype"] == "float64" else torch.float32
+            blocks = [(name, tuple(shape)) for name, shape in self.meta["blocks"]]
+            projector = BlockProjector(
+                blocks,
+                self.meta["proj_dim"],
+                self.meta["seed"],
+                self.meta["projection"],
+                self.meta["dense_limit"],
+                dtype,
+            )
+            assert self.loss_fn is not None
+            self._projectors = [
+                _GradientProjector(m, self.loss_fn, projector, self.meta.get("per_example", "auto"))
+                for m in self.models
+            ]
+        return self._projectors
+
+    def _check_models(self) -> None:
+        if not self.models or self.loss_fn is None:
+            raise ValueError(
+                "this index has no model to compute query gradients with: pass model= and loss_fn= to "
+                "GradientIndex.load(...) or call index.attach(model, loss_fn)"
+            )
+        for i, m in enumerate(self.models):
+            blocks = trainable_blocks(m)
+            if blocks_fingerprint(blocks) != self.meta["fingerprint"]:
+                raise IndexMismatch(
+                    "the model's trainable parameters (names or shapes) changed since this index was built: "
+                    f"indexed {len(self.meta['blocks'])} blocks, the model has {len(blocks)}; rebuild the index"
+                )
+            if weights_digest(m) != self.meta["weights"][i]:
+                raise IndexMismatch(
+                    "the model's trainable weights changed since this index was built (it was trained further or "
+                    "is another version); rebuild the index for this model"
+                )
+
+
+def _fisher_gram(gp: _GradientProjector, inputs: Batch, batch_size: int) -> np.ndarray:
+    n = _length(inputs)
+    gram = np.zeros((gp.projector.dim, gp.projector.dim), dtype=np.float64)
+    for start in range(0, n, batch_size):
+        x = _slice(inputs, start, min(start + batch_size, n))
+        with torch.no_grad():
+            logits = gp.model(**x) if isinstance(x, Mapping) else gp.model(x)
+        if logits.dim() != 2:
+            raise ValueError("hessian='fisher' needs a classifier whose outputs are [batch, classes] logits")
+        probs = torch.softmax(logits.double(), dim=1).numpy()
+        for c in range(probs.shape[1]):
+            phi, _ = gp(x, torch.full((len(logits),), c, dtype=torch.int64))
+            f = phi.detach().numpy().astype(np.float64)
+            gram += (f * probs[:, c : c + 1]).T @ f
+    return gram
+
+
+def _preconditioner(gram: np.ndarray, damping: float) -> tuple[np.ndarray, float]:
+    """(G + lambda I)^-1 with lambda relative to G's mean eigenvalue; eigh keeps it symmetric and stable."""
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    mean = float(eigenvalues.mean())
+    # An all-zero Phi (e.g. a single record whose gradient was NaN) still needs an invertible matrix.
+    lam = damping * mean if mean > 0 else 1.0
+    return (vectors / (eigenvalues + lam)) @ vectors.T, lam

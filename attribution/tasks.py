@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+from attribution import services
+
+
+@shared_task(name="attribution.build_index", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def build_index(job_id: str) -> None:
+    services.index_build(job_id=job_id)
+
+
+@shared_task(name="attribution.value_epoch", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def value_epoch(job_id: str) -> None:
+    services.valuation_run(job_id=job_id)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+
+from accounts.audit import audit_record
+from accounts.models import User
+from attribution import services
+from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
+from config.errors import UserError
+from datanets import selectors
+from datanets.models import Datanet, Record
+
+
+def _highlight(text: str, needles: list[str]) -> str:
+    """HTML of text with each needle marked; everything else escaped."""
+    spans: list[tuple[int, int]] = []
+    for needle in needles:
+        start = text.find(needle) if needle.strip() else -1
+        if start >= 0:
+            spans.append((start, start + len(needle)))
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if start < pos:
+            continue
+        out.append(html.escape(text[pos:start]))
+        out.append(f"<mark>{html.escape(text[start:end])}</mark>")
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def _matched_spans(receipt: Any) -> list[str]:
+    """The output's spans found in the training data, as text (for highlighting)."""
+    version = receipt.version
+    record = AttributionIndex.objects.filter(version=version, status=AttributionIndex.Status.READY).first()
+    if record is None or receipt.method != "spans":
+        return []
+    index, extra = services._load_index(version, record)
+    tokenizer = extra["tokenizer"]
+    tokens = tokenizer(str(receipt.inference.output.get("text", "")), add_special_tokens=False)["input_ids"]
+    spans = index.find_spans(tokens, min_len=services.SPAN_MIN_TOKENS)
+    return [tokenizer.decode(tokens[s.start : s.end]).strip() for s in spans]
+
+
+def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    try:
+        receipt = services.receipt_get(pk)
+    except UserError:
+        raise Http404("No such receipt") from None
+    body = receipt.body
+    records = {r.pk: r for r in Record.objects.filter(pk__in=[t["record"] for t in body["top_k"]])}
+    spans = _matched_spans(receipt)
+    output_text = receipt.inference.output.get("text")
+    rows = []
+    for t in body["top_k"]:
+        rec = records.get(t["record"])
+        source = " · ".join(str(v) for v in rec.data.values()) if rec else ""
+        rows.append({**t, "record_obj": rec, "source": mark_safe(_highlight(source, spans))})
+    shares = [{**s, "percent": s["share_ppm"] / 10_000} for s in body["shares"]]
+    return render(
+        request,
+        "attribution/receipt.html",
+        {
+            "receipt": receipt,
+            "body": body,
+            "rows": rows,
+            "shares": shares,
+            "spans": spans,
+            "output_html": mark_safe(_highlight(output_text, spans)) if output_text else None,
+            "inference": receipt.inference,
+        },
+    )
+
+
+@login_required
+def flags(request: HttpRequest, slug: str) -> HttpResponse:
+    datanet = get_object_or_404(Datanet, slug=slug)
+    if not selectors.is_curator(request.user, datanet):
+        messages.error(request, "Only this Datanet's curators review flagged records.")
+        return redirect(datanet)
+    if request.method == "POST":
+        flag = get_object_or_404(Flag, pk=request.POST.get("flag"), record__datanet=datanet)
+        decision = request.POST.get("decision")
+        with transaction.atomic():
+            flag = Flag.objects.select_for_update().get(pk=flag.pk)
+            if flag.status == Flag.Status.OPEN and decision in {"confirm", "dismiss"}:
+                flag.status = Flag.Status.CONFIRMED if decision == "confirm" else Flag.Status.DISMISSED
+                flag.resolved_by = request.user
+                flag.save(update_fields=["status", "resolved_by"])
+                if decision == "confirm":
+                    Record.objects.filter(pk=flag.record_id).update(status=Record.Status.REJECTED)
+                audit_record(
+                    actor=request.user,
+                    action=f"flag.{decision}",
+                    target=flag,
+                    after={"record": flag.record_id, "reason": flag.reason},
+                )
+        messages.success(
+            request,
+            "Confirmed: the record is rejected and leaves future snapshots."
+            if decision == "confirm"
+            else "Dismissed: the record stays.",
+        )
+        return redirect("attribution:flags", slug=slug)
+    open_flags = Flag.objects.filter(record__datanet=datanet, status=Flag.Status.OPEN).select_related(
+        "record__contributor", "version__ml_model"
+    )
+    return render(
+        request, "attribution/flags.html", {"datanet": datanet, "flags": open_flags[:200], "n_open": open_flags.count()}
+    )
+
+
+def contributor(request: HttpRequest, username: str) -> HttpResponse:
+    user = get_object_or_404(User, username=username)
+    per_record = (
+        Citation.objects.filter(contributor=user)
+        .values("record_id", "record__datanet__title")
+        .annotate(citations=Count("id"), credit=Sum("credit_ppm"))
+        .order_by("-citations")[:100]
+    )
+    valuations = (
+        RecordValuation.objects.filter(record__contributor=user)
+        .values("version_id", "version__ml_model__name", "version__version")
+        .annotate(total=Sum("knn_shapley"), n=Count("id"))
+        .order_by("version_id")
+    )
+    points = [[i + 1, round(v["total"], 6)] for i, v in enumerate(valuations)]
+    return render(
+        request,
+        "attribution/contributor.html",
+        {
+            "person": user,
+            "per_record": per_record,
+            "valuations": valuations,
+            "points": points,
+            "receipts": Citation.objects.filter(contributor=user).values("receipt_id").distinct().count(),
+        },
+    )
