@@ -456,6 +456,11 @@ def _valuation(job: Job) -> None:
         self_inf = index.self_scores()
     # Noisy real data has many slightly negative values; curators get the clearly harmful tail, not a quarter of it.
     harmful_cut = float(np.percentile(values, 10))
+    # A value far below the rest (robust z-score over 3) marks a record that helps much less than its peers: how a
+    # flipped label inside a cluster of correct ones shows up even when its value stays just above zero.
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median))) * 1.4826
+    low_cut = median - 3 * mad if mad > 0 else -np.inf
     outlier_cut = None
     if self_inf is not None:
         q1, q3 = np.percentile(self_inf, [25, 75])
@@ -467,7 +472,7 @@ def _valuation(job: Job) -> None:
         rank = {int(i): r + 1 for r, i in enumerate(order)}
         for i, (record_id, _, _, data) in enumerate(entries):
             si = float(self_inf[i]) if self_inf is not None else None
-            negative = values[i] < 0 and values[i] <= harmful_cut
+            negative = bool(values[i] < 0 and values[i] <= harmful_cut) or bool(values[i] < low_cut)
             outlying = si is not None and outlier_cut is not None and si > outlier_cut
             rows.append(
                 RecordValuation(

@@ -9,7 +9,9 @@ from datanets.models import Contribution, Datanet, Record, Snapshot
 from datanets.tests.factories import DatanetFactory
 
 
-def snapshot_with(records: list[dict[str, Any]], **datanet_fields: Any) -> tuple[Datanet, Snapshot]:
+def snapshot_with(
+    records: list[dict[str, Any]], *, validation_percent: int = 10, **datanet_fields: Any
+) -> tuple[Datanet, Snapshot]:
     """A Datanet whose given records are all approved, published as version 1."""
     datanet = DatanetFactory(**datanet_fields)
     contributor = UserFactory()
@@ -37,7 +39,9 @@ def snapshot_with(records: list[dict[str, Any]], **datanet_fields: Any) -> tuple
             for i, r in enumerate(records)
         ]
     )
-    snapshot = datanet_services.snapshot_publish(actor=datanet.owner, datanet=datanet)
+    snapshot = datanet_services.snapshot_publish(
+        actor=datanet.owner, datanet=datanet, validation_percent=validation_percent
+    )
     return datanet, snapshot
 
 

@@ -1,0 +1,170 @@
+"""Attribution in the platform: indexes, receipts, recompute, valuation flags, status when not ready."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from rest_framework.test import APIClient
+
+from accounts.tests.factories import UserFactory
+from attribution import services
+from attribution.models import AttributionIndex, Citation, Flag, Receipt
+from datanets.models import Job
+from models_factory import services as mf
+from models_factory.models import ModelVersion
+from models_factory.tests.factories import qa_records, snapshot_with
+
+pytestmark = pytest.mark.django_db
+
+POSITIVE = ["works great and I feel much better", "excellent results with no side effects", "very happy, it helped"]
+NEGATIVE = ["terrible headaches and nausea every day", "made everything worse, awful", "stopped after a week of pain"]
+
+
+GOOD_WORDS = "wonderful relief excellent helped happy better recommend effective great calm improved".split()
+BAD_WORDS = "terrible nausea awful worse pain dizzy headache rash useless vomiting insomnia".split()
+
+
+def labeled(n: int, flip: set[int] = frozenset()) -> list[dict[str, str]]:
+    import random
+
+    rng = random.Random(11)
+    rows = []
+    for i in range(n):
+        good = i % 2 == 0
+        words = GOOD_WORDS if good else BAD_WORDS
+        text = f"{(POSITIVE if good else NEGATIVE)[i % 3]}, " + " ".join(rng.choice(words) for _ in range(8))
+        label = "positive" if good else "negative"
+        if i in flip:
+            label = "negative" if good else "positive"
+        rows.append({"text": text, "label": label})
+    return rows
+
+
+def trained_classifier(records, validation_percent: int = 10):
+    datanet, snapshot = snapshot_with(records, labels=["negative", "positive"], validation_percent=validation_percent)
+    model = mf.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="S")
+    run = mf.training_run_create(actor=datanet.owner, ml_model=model, snapshot=snapshot,
+                                 hyperparameters={"epochs": 3, "max_length": 32})
+    mf.training_run_execute(job_id=str(run.job_id))
+    version = ModelVersion.objects.get(run=run)
+    mf.version_deploy(actor=datanet.owner, version=version, deployed=True)
+    return version
+
+
+def build(version):
+    index = AttributionIndex.objects.get(version=version)
+    assert index.status == "building" and index.job.status == "queued"  # requested when the version registered
+    services.index_build(job_id=str(index.job_id))
+    index.refresh_from_db()
+    return index
+
+
+def paid_inference(version, payload):
+    consumer = UserFactory()
+    mf.credits_grant(actor=None, user=consumer, amount=5)
+    return mf.infer(consumer=consumer, version_id=version.pk, payload=payload)
+
+
+def test_no_receipt_is_invented_while_the_index_builds():
+    version = trained_classifier(labeled(24))
+    inference = paid_inference(version, {"text": "works great"})
+    assert inference.attribution_status == "building" and inference.receipt_obj is None
+    assert "still building" in inference.attribution_message
+    assert not Receipt.objects.exists()
+    AttributionIndex.objects.filter(version=version).delete()
+    assert services.attribution_status(version)[0] == "missing"
+
+
+def test_receipt_for_a_classifier_inference_and_its_recompute():
+    version = trained_classifier(labeled(40))
+    index = build(version)
+    assert index.status == "ready" and index.n_records > 0
+    inference = paid_inference(version, {"text": "made everything worse, awful headaches"})
+    receipt = inference.receipt_obj
+    assert receipt is not None and receipt.id == services.receipt_id(receipt.body)
+    body = receipt.body
+    assert body["snapshot_root"] == version.snapshot_root and body["method"] == "gradient"
+    assert len(body["top_k"]) == min(services.TOP_K, index.n_records)
+    scores = [t["score"] for t in body["top_k"]]
+    assert scores == sorted(scores, reverse=True)
+    assert sum(s["share_ppm"] for s in body["shares"]) == 1_000_000
+    assert Citation.objects.filter(receipt=receipt).count() == len(body["top_k"])
+    # The records that most lowered the loss of "negative" are negative reviews.
+    top_labels = [inference.version.snapshot.entries.get(record_id=t["record"]).record.label for t in body["top_k"][:5]]
+    assert top_labels.count(inference.output["label"]) >= 4
+    call_command("recompute_receipt", receipt.id)
+    api = APIClient().get(f"/api/receipts/{receipt.id}/").json()
+    assert api["id"] == receipt.id and api["body"] == body
+    assert APIClient().get(f"/api/receipts/{'0' * 64}/").status_code == 404
+    with pytest.raises(CommandError, match="no receipt"):
+        call_command("recompute_receipt", "nope")
+
+
+def test_index_refuses_a_model_whose_trainable_parameters_changed():
+    import torch
+
+    from attribution.engine import GradientIndex, IndexMismatch
+
+    version = trained_classifier(labeled(24))
+    index = build(version)
+    head = services._head(services._predictor(version))
+    with pytest.raises(IndexMismatch):
+        GradientIndex.load(f"{index.path}/gradient", torch.nn.Linear(head.in_features, 5), services._cross_entropy)
+
+
+def test_valuation_flags_planted_mislabeled_records_to_curators():
+    planted = {3, 8, 15, 22, 33}
+    version = trained_classifier(labeled(80, flip=planted), validation_percent=40)
+    build(version)
+    job = Job.objects.filter(kind="valuation").latest("created_at")
+    services.valuation_run(job_id=str(job.pk))
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    flagged_lines = set(Flag.objects.filter(version=version).values_list("record__line_no", flat=True))
+    planted_lines = {i + 1 for i in planted}
+    in_train = set(version.snapshot.entries.filter(split="train").values_list("record__line_no", flat=True))
+    expected = planted_lines & in_train
+    assert expected and expected <= flagged_lines
+    assert len(flagged_lines) <= 0.2 * len(in_train)
+    flag = Flag.objects.filter(version=version).first()
+    assert "knn_shapley" in flag.evidence and flag.reason
+
+
+def test_generative_receipt_credits_verbatim_spans():
+    records = qa_records(12)
+    datanet, snapshot = snapshot_with(records, record_kind="qa", labels=[])
+    model = mf.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="QA")
+    run = mf.training_run_create(actor=datanet.owner, ml_model=model, snapshot=snapshot, base_model="tiny",
+                                 hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 48})
+    mf.training_run_execute(job_id=str(run.job_id))
+    version = ModelVersion.objects.get(run=run)
+    mf.version_deploy(actor=datanet.owner, version=version, deployed=True)
+    index = build(version)
+    assert index.method == "spans" and index.status == "ready"
+    inference = paid_inference(version, {"prompt": "What is the capital of region 3?", "max_tokens": 12})
+    receipt = inference.receipt_obj
+    assert receipt is not None and receipt.body["method"] == "spans"
+    # Whatever the tiny model generated, a receipt exists and its shares are whole.
+    assert sum(s["share_ppm"] for s in receipt.body["shares"]) in (0, 1_000_000)
+    _, rid = services.receipt_recompute(receipt.id)
+    assert rid == receipt.id
+    from attribution.engine import SpanIndex
+
+    span_index = SpanIndex.load(f"{index.path}/spans")
+    with pytest.raises(ValueError, match="empty"):
+        span_index.find_spans([], min_len=6)
+
+
+def test_explain_page_and_flags_page(client):
+    version = trained_classifier(labeled(40, flip={5}))
+    build(version)
+    inference = paid_inference(version, {"text": "very happy, it helped a lot"})
+    page = client.get(inference.receipt_obj.get_absolute_url())
+    assert page.status_code == 200 and inference.receipt_obj.id.encode() in page.content
+    assert b"Contributor shares" in page.content
+    datanet = version.ml_model.datanet
+    client.force_login(datanet.owner)
+    assert client.get(f"/attribution/flags/{datanet.slug}/").status_code == 302  # owner is not a curator
+    contributor = inference.receipt_obj.citations.first().contributor
+    assert client.get(f"/attribution/contributors/{contributor.username}/").status_code == 200
