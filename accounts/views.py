@@ -28,11 +28,13 @@ def signup(request: HttpRequest) -> HttpResponse:
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
-    new_token = None
+    # Shown once: the value travels through the session to the redirected page, so a refresh creates nothing.
+    new_token = request.session.pop("new_api_token", None)
     if request.method == "POST" and form.is_valid():
         try:
-            _, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
-            form = TokenForm()
+            _, raw = services.token_create(user=request.user, name=form.cleaned_data["name"])
+            request.session["new_api_token"] = raw
+            return redirect("accounts:tokens")
         except ValidationError as exc:
             form.add_error("name", exc)
     return render(

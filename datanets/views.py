@@ -44,11 +44,19 @@ class DatanetForm(forms.ModelForm):
             "is_public",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3}), "guidelines": forms.Textarea(attrs={"rows": 4})}
+        labels = {"near_dup_threshold": "Near-duplicate threshold", "is_public": "Public (anyone signed in may contribute)"}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["slug"].required = False
         self.fields["slug"].help_text = "Part of the address; made from the title when empty."
+        order = list(self.fields)
+        for name in ("labels_text", "curators_text"):
+            order.remove(name)
+        at = order.index("record_kind") + 1
+        order[at:at] = ["labels_text"]
+        order.insert(order.index("rejections_needed") + 1, "curators_text")
+        self.order_fields(order)
         if self.instance.pk:
             self.fields["slug"].disabled = True
             self.fields["labels_text"].initial = ", ".join(self.instance.labels or [])

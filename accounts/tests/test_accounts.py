@@ -76,7 +76,7 @@ def test_unknown_token_is_refused():
 def test_tokens_page_creates_shows_once_and_revokes(client):
     user = UserFactory()
     client.force_login(user)
-    resp = client.post(reverse("accounts:tokens"), {"name": "ci"})
+    resp = client.post(reverse("accounts:tokens"), {"name": "ci"}, follow=True)
     raw = resp.context["new_token"]
     assert raw.startswith("dn_") and raw in resp.content.decode()
     assert raw not in client.get(reverse("accounts:tokens")).content.decode()

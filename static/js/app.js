@@ -49,3 +49,10 @@ window.Datanets = (function () {
   });
   return { api, cookie, fmtSeconds, watchJob };
 })();
+// Datanet form: the label set only matters for labeled text.
+(function () {
+  const kind = document.querySelector("select[name=record_kind]"), field = document.getElementById("field-labels_text");
+  if (!kind || !field) return;
+  const sync = () => { field.hidden = kind.value !== "labeled_text"; };
+  kind.addEventListener("change", sync); sync();
+})();

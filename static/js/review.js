@@ -14,6 +14,8 @@
       const rec = await window.Datanets.api("/api/records/" + item.dataset.record + "/votes/", { method: "POST", json: { decision, reason } });
       result.textContent = rec.status === "pending" ? "Voted " + decision + " · waiting for more votes" : "Voted " + decision + " · record " + rec.status;
       item.classList.add("done"); item.dataset.voted = decision;
+      const pill = item.querySelector("header .pill");
+      if (pill) pill.textContent = rec.approvals + "✓ " + rec.rejections + "✗";
       select(next(item));
     } catch (e) { result.textContent = e.message; }
   }
