@@ -37,6 +37,9 @@ DEMO_USERS = [
 DEMO_SLUG = "drug-reviews"
 QA_SLUG = "drug-conditions"
 LABELS = ["negative", "neutral", "positive"]
+# Bob's file carries these many clearly mislabeled reviews (positive <-> negative), planted so that the epoch
+# valuation has something real to find; their line numbers in bob-reviews.jsonl are PLANTED_LINES.
+PLANTED_FLIPS = 12
 
 
 def drug_reviews_path() -> Path:
@@ -87,6 +90,19 @@ def drug_conditions(split: str = "train", limit: int = 300) -> list[dict[str, st
         if len(rows) >= limit:
             break
     return rows
+
+
+def plant_flips(records: list[dict[str, str]], n: int = PLANTED_FLIPS) -> tuple[list[dict[str, str]], list[int]]:
+    """Flip the label of every 12th polar review until n are flipped; returns the records and 1-based lines."""
+    out = [dict(r) for r in records]
+    lines: list[int] = []
+    for i, record in enumerate(out):
+        if len(lines) >= n:
+            break
+        if i % 12 == 5 and record["label"] in {"positive", "negative"}:
+            record["label"] = "negative" if record["label"] == "positive" else "positive"
+            lines.append(i + 1)
+    return out, lines
 
 
 def demo_users() -> dict[str, User]:
