@@ -54,7 +54,9 @@ class Worker:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = ROOT / "var" / "test-worker.log"
+        # One log per test session: parallel sessions must never read each other's "ready." line.
+        self.log = ROOT / "var" / f"test-worker-{os.getpid()}.log"
+        self._offset = 0
 
     def start(self, *, extra_env: dict[str, str] | None = None) -> None:
         if self.proc and self.proc.poll() is None:
@@ -62,6 +64,7 @@ class Worker:
         env = {**self.env, **(extra_env or {})}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         logfile = open(self.log, "ab")
+        self._offset = self.log.stat().st_size
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -91,7 +94,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited at start; see {self.log}")
-            if b"ready." in self.log.read_bytes()[-20000:]:
+            if b"ready." in self.log.read_bytes()[self._offset :]:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"celery worker did not become ready in 60 s; see {self.log}")
@@ -101,7 +104,6 @@ class Worker:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
-        self.log.write_bytes(b"")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -110,7 +112,6 @@ class Worker:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        self.log.write_bytes(b"") if self.log.exists() else None
 
 
 @pytest.fixture(scope="session")
@@ -131,8 +132,7 @@ def worker_process(django_db_setup: None, django_db_blocker: Any) -> Iterator[Wo
         app.control.purge()
     worker = Worker(env)
     (ROOT / "var").mkdir(exist_ok=True)
-    if worker.log.exists():
-        worker.log.write_bytes(b"")
+    worker.log.write_bytes(b"")
     yield worker
     worker.stop()
 

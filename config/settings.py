@@ -198,6 +198,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Jobs whose worker died are sent again (the claim in datanets.jobs makes a second delivery harmless).
     "requeue-stale-jobs": {"task": "datanets.requeue_stale_jobs", "schedule": 60.0},
+    # Earnings of the open epoch update every minute (closing an epoch accrues everything anyway).
+    "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 

@@ -163,12 +163,15 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
     from models_factory.models import CreditAccount
     from models_factory.services import credits_grant
 
+    from settlement.demo import load_settlement_demo
+
     users = demo_users()
     if not CreditAccount.objects.filter(user=users["consumer"]).exists():
         credits_grant(actor=None, user=users["consumer"], amount=1000)
     load_qa_demo(users)
     existing = Datanet.objects.filter(slug=DEMO_SLUG).first()
     if existing is not None:
+        load_settlement_demo(users)
         return existing
     with transaction.atomic():
         datanet = services.datanet_create(
@@ -200,6 +203,7 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
         for curator in ("curator1", "curator2"):
             services.vote_cast(curator=users[curator], record_id=record.pk, decision="approve")
     services.snapshot_publish(actor=users["owner"], datanet=datanet, notes="First release of the demo.")
+    load_settlement_demo(users)
     if stdout:
         stdout.write(f"Loaded the demo Datanet '{datanet.title}' with {len(records)} records.\n")
     return datanet

@@ -256,7 +256,11 @@ def _train(job: Job) -> None:
     version = _register(run, result)
     job_succeed(
         job=job,
-        result={"version": version.version, "metrics": _summary(version.metrics)},
+        result={
+            "version": version.version,
+            "metrics": _summary(version.metrics),
+            "resumed_from_step": result.resumed_from_step,
+        },
         message=f"Registered version {version.version}",
     )
 

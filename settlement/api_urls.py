@@ -1,3 +1,16 @@
 """Settlement API routes, included under /api/ by config/api_urls.py (names live in the 'api' namespace)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from settlement import api
+
+urlpatterns = [
+    path("rewards/epochs/", api.EpochListView.as_view(), name="reward-epochs"),
+    path("rewards/epochs/<int:number>/", api.EpochDetailView.as_view(), name="reward-epoch"),
+    path("rewards/epochs/<int:number>/close/", api.EpochCloseView.as_view(), name="reward-epoch-close"),
+    path("rewards/epochs/<int:number>/settle/", api.EpochSettleView.as_view(), name="reward-epoch-settle"),
+    path("rewards/epochs/<int:number>/allocations/", api.AllocationListView.as_view(), name="reward-allocations"),
+    path("rewards/proofs/<int:number>/<str:address>/", api.ProofView.as_view(), name="reward-proof"),
+    path("rewards/claims/", api.ClaimRelayView.as_view(), name="reward-claims"),
+    path("rewards/earnings/", api.EarningsView.as_view(), name="reward-earnings"),
+]

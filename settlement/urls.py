@@ -1,5 +1,17 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from settlement import views
 
 app_name = "settlement"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.earnings, name="earnings"),
+    path("claim/", views.claim, name="claim"),
+    path("claim/proof.json", views.claim_proof, name="claim-proof"),
+    path("epochs/", views.epoch_list, name="epochs"),
+    path("epochs/<int:number>/", views.epoch_detail, name="epoch"),
+    path("epochs/<int:number>/close/", views.epoch_close, name="epoch-close"),
+    path("epochs/<int:number>/accrue/", views.epoch_accrue, name="epoch-accrue"),
+    path("epochs/<int:number>/settle/", views.epoch_settle, name="epoch-settle"),
+    path("epochs/<int:number>/dump.json", views.epoch_dump, name="dump"),
+]

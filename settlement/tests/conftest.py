@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import Web3
@@ -67,3 +68,39 @@ def chain(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     with anvil_node() as node:
         w3 = client.connect(node.url)
         yield Chain("anvil", w3, client.deploy_contracts(w3, DEV_KEYS[0], fund_distributor=10**27), node.url)
+
+
+@dataclass
+class Node:
+    kind: str
+    url: str | None = None
+    journal: Path | None = None
+    state_path: Path | None = None
+
+
+@pytest.fixture(scope="module", params=["embedded", "anvil"])
+def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """A chain for the Django-level settlement tests: embedded (journaled) or anvil; contracts are deployed by the
+    platform itself, once per test (each test's database starts empty, so it deploys fresh ones)."""
+    if request.param == "embedded":
+        yield Node("embedded", journal=tmp_path_factory.mktemp("chain") / "journal.jsonl")
+        return
+    require_anvil()
+    with anvil_node() as running:
+        yield Node("anvil", url=running.url)
+
+
+@pytest.fixture
+def settle_chain(node: Node, settings: Any) -> Iterator[Web3]:
+    from settlement import onchain
+
+    settings.CHAIN_RPC_URL = node.url or ""
+    settings.CHAIN_JOURNAL_PATH = str(node.journal) if node.journal else ""
+    settings.SETTLEMENT_CONFIRMATIONS = 1
+    settings.SETTLEMENT_STUCK_SECONDS = 60
+    onchain.forget_connections()
+    web3 = onchain.w3()
+    yield web3
+    if node.kind == "anvil":  # a failed test must not leave the shared node without automine
+        web3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    onchain.forget_connections()

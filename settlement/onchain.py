@@ -1,0 +1,150 @@
+"""Which chain the platform settles on, with which keys and contracts.
+
+Settings (each also read from the environment of the same name when the settings module does not set it):
+``CHAIN_RPC_URL`` (empty: the embedded chain, journaled in ``CHAIN_JOURNAL_PATH``, default VAR_DIR/chain/journal.jsonl),
+``CHAIN_ANCHOR_KEY`` and ``CHAIN_RELAYER_KEY`` (required off dev chains; dev chains use the public dev keys),
+``CHAIN_DISTRIBUTOR_ADDRESS``/``CHAIN_TOKEN_ADDRESS`` (production: existing contracts), ``SETTLEMENT_CONFIRMATIONS``,
+``SETTLEMENT_STUCK_SECONDS``, ``TOKEN_UNITS_PER_CREDIT``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from web3 import Web3
+
+from settlement.chain import client
+from settlement.chain.embedded import DEV_KEYS
+from settlement.models import ChainDeployment
+
+DEV_CHAIN_IDS = {1337, 31337}
+# Roles among the public dev keys; the demo links DEV_KEYS[3:] to its users.
+DEV_DEPLOYER_KEY, DEV_ANCHOR_KEY, DEV_RELAYER_KEY = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2]
+DEV_FUNDING = 10**9 * 10**18
+
+_connections: dict[tuple[str, str], Web3] = {}
+_connections_lock = threading.Lock()
+
+
+class ChainNotConfigured(RuntimeError):
+    """A production chain without the keys or contract addresses it needs."""
+
+
+def setting(name: str, default: Any = "") -> Any:
+    value = getattr(settings, name, None)
+    if value is None or value == "":
+        value = os.environ.get(name, default)
+    return value
+
+
+def token_units_per_credit() -> int:
+    return int(setting("TOKEN_UNITS_PER_CREDIT", 10**18))
+
+
+def confirmations_needed() -> int:
+    return max(1, int(setting("SETTLEMENT_CONFIRMATIONS", 1)))
+
+
+def stuck_after_seconds() -> float:
+    return float(setting("SETTLEMENT_STUCK_SECONDS", 60))
+
+
+def rpc_url() -> str:
+    return str(setting("CHAIN_RPC_URL", ""))
+
+
+def journal_path() -> Path:
+    return Path(setting("CHAIN_JOURNAL_PATH", "") or Path(settings.VAR_DIR) / "chain" / "journal.jsonl")
+
+
+def w3() -> Web3:
+    """One connection per process and chain: the embedded chain replays its journal once, then follows it."""
+    url = rpc_url()
+    key = (url, "" if url else str(journal_path()))
+    with _connections_lock:
+        if key not in _connections:
+            _connections[key] = client.connect(url or None, None if url else journal_path())
+        return _connections[key]
+
+
+def forget_connections() -> None:
+    """Drop cached connections (an embedded chain then replays its journal again, as after a restart)."""
+    with _connections_lock:
+        _connections.clear()
+
+
+def is_dev_chain(web3: Web3) -> bool:
+    return not rpc_url() or int(client.call(lambda: web3.eth.chain_id)) in DEV_CHAIN_IDS
+
+
+def _key(name: str, dev_key: str, web3: Web3) -> str:
+    value = str(setting(name, ""))
+    if value:
+        return value
+    if is_dev_chain(web3):
+        return dev_key
+    raise ChainNotConfigured(f"{name} is not set: a production chain needs its own key in the environment.")
+
+
+def anchor_key(web3: Web3) -> str:
+    return _key("CHAIN_ANCHOR_KEY", DEV_ANCHOR_KEY, web3)
+
+
+def relayer_key(web3: Web3) -> str:
+    return _key("CHAIN_RELAYER_KEY", DEV_RELAYER_KEY, web3)
+
+
+def _has_code(web3: Web3, address: str) -> bool:
+    return len(client.call(lambda: web3.eth.get_code(Web3.to_checksum_address(address)))) > 0
+
+
+def deployment(web3: Web3 | None = None) -> ChainDeployment:
+    """The contracts on the current chain: remembered in the database, deployed once on a dev chain."""
+    web3 = web3 or w3()
+    chain_id = int(client.call(lambda: web3.eth.chain_id))
+    configured = str(setting("CHAIN_DISTRIBUTOR_ADDRESS", ""))
+    if configured:
+        row, _ = ChainDeployment.objects.get_or_create(
+            chain_id=chain_id,
+            distributor=Web3.to_checksum_address(configured),
+            defaults={"token": Web3.to_checksum_address(str(setting("CHAIN_TOKEN_ADDRESS", "")) or configured)},
+        )
+        return row
+    for row in ChainDeployment.objects.filter(chain_id=chain_id):
+        if _has_code(web3, row.distributor):
+            return row
+    if not is_dev_chain(web3):
+        raise ChainNotConfigured(
+            f"No distributor is known on chain {chain_id}: set CHAIN_DISTRIBUTOR_ADDRESS and CHAIN_TOKEN_ADDRESS."
+        )
+    with transaction.atomic():
+        # A second process deploying at the same time waits here and then finds the first one's contracts.
+        ChainDeployment.objects.select_for_update().filter(chain_id=chain_id).exists()
+        for row in ChainDeployment.objects.filter(chain_id=chain_id):
+            if _has_code(web3, row.distributor):
+                return row
+        deployed = client.deploy_contracts(
+            web3, DEV_DEPLOYER_KEY, anchorer=client.address_of(DEV_ANCHOR_KEY), fund_distributor=DEV_FUNDING
+        )
+        return ChainDeployment.objects.create(
+            chain_id=deployed.chain_id,
+            token=deployed.token,
+            distributor=deployed.distributor,
+            deployer=deployed.deployer,
+            block_number=deployed.block_number,
+            is_dev=True,
+        )
+
+
+def fund_distributor_if_dev(web3: Web3, row: ChainDeployment, *, needed: int) -> None:
+    """On dev chains the platform mints what the distributor lacks; production funds it from treasury."""
+    if not row.is_dev:
+        return
+    balance = client.token_balance(web3, row.token, row.distributor)
+    if balance < needed:
+        client.mint(web3, row.token, DEV_DEPLOYER_KEY, to=row.distributor, amount=needed - balance + DEV_FUNDING)

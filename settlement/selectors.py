@@ -1,0 +1,58 @@
+"""Reads for the rewards pages and API."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from accounts.models import User
+from settlement.models import Allocation, Epoch, LedgerEntry, Penalty, Settlement
+from settlement.onchain import token_units_per_credit
+
+
+def tokens(amount: int | str) -> str:
+    """Base units as a decimal token figure (18 decimals), trimmed."""
+    value = Decimal(int(amount)) / Decimal(10**18)
+    text = f"{value:,.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def earnings_for(*, user: User, limit: int = 200) -> dict[str, Any]:
+    allocations = list(Allocation.objects.filter(account=user).select_related("epoch").order_by("epoch__number"))
+    by_datanet: dict[str, int] = defaultdict(int)
+    open_amount = 0
+    for title, kind, amount, status in LedgerEntry.objects.filter(account=user).values_list(
+        "datanet__title", "kind", "amount", "epoch__status"
+    ):
+        if kind in LedgerEntry.PAYABLE:
+            by_datanet[title or "-"] += int(amount)
+            if status == Epoch.Status.OPEN:
+                open_amount += int(amount)
+    entries = list(LedgerEntry.objects.filter(account=user).select_related("epoch", "datanet").order_by("-id")[:limit])
+    return {
+        "per_epoch": [
+            {
+                "epoch": a.epoch.number,
+                "amount": int(a.amount),
+                "cumulative": int(a.cumulative),
+                "breakdown": a.breakdown,
+            }
+            for a in allocations
+        ],
+        "per_datanet": sorted(({"datanet": k, "amount": v} for k, v in by_datanet.items()), key=lambda r: -r["amount"]),
+        "open_epoch_amount": open_amount,
+        "cumulative": int(allocations[-1].cumulative) if allocations else 0,
+        "entries": entries,
+        "penalties": list(Penalty.objects.filter(account=user).select_related("datanet", "epoch")[:limit]),
+        "withheld": [e for e in entries if e.kind == LedgerEntry.Kind.WITHHELD],
+        "units_per_credit": token_units_per_credit(),
+    }
+
+
+def epochs_with_settlements() -> list[Epoch]:
+    return list(Epoch.objects.select_related("settlement").order_by("-number"))
+
+
+def settlement_of(epoch: Epoch) -> Settlement | None:
+    return Settlement.objects.filter(epoch=epoch).first()

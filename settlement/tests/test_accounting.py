@@ -1,0 +1,153 @@
+"""Reward accounting: fee splits, curators, pools, penalties, and the invariants (property-based)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accounts.tests.factories import UserFactory
+from datanets.models import Vote
+from settlement import accounting
+from settlement.accounting import Bps, split_fee, split_pro_rata
+from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy
+from settlement.tests.factories import model_version, ppm_shares, receipt, records_with_values
+
+UNIT = 10**18
+
+
+def ppm_lists(draw: st.DrawFn) -> list[dict[str, object]]:
+    n = draw(st.integers(0, 6))
+    if n == 0:
+        return []
+    cuts = sorted(draw(st.lists(st.integers(0, 1_000_000), min_size=n - 1, max_size=n - 1)))
+    parts = [b - a for a, b in zip([0, *cuts], [*cuts, 1_000_000])]
+    return [{"contributor": f"c{i}", "share_ppm": p} for i, p in enumerate(parts)]
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> Bps:
+    platform = draw(st.integers(1, 10_000))
+    builder = draw(st.integers(0, 10_000 - platform))
+    curators = draw(st.integers(0, 10_000 - platform - builder))
+    return Bps(platform, builder, curators, 10_000 - platform - builder - curators)
+
+
+@given(fee=st.integers(0, 10**30), bps=policies(), shares=st.composite(ppm_lists)())
+def test_fee_split_accounts_for_every_unit(fee: int, bps: Bps, shares: list[dict[str, object]]) -> None:
+    split = split_fee(fee, bps, shares)
+    assert split.total == fee
+    assert min([split.platform, split.builder, split.curators, *split.contributors.values()]) >= 0
+    assert split.platform >= fee * bps.platform // 10_000
+    if not shares:
+        assert split.contributors == {}
+
+
+@given(amount=st.integers(0, 10**30), weights=st.dictionaries(st.integers(0, 50), st.integers(0, 10**15)))
+def test_pro_rata_split_is_exact(amount: int, weights: dict[int, int]) -> None:
+    shares, remainder = split_pro_rata(amount, weights)
+    assert sum(shares.values()) + remainder == amount
+    assert all(v > 0 for v in shares.values()) and remainder >= 0
+    if any(w > 0 for w in weights.values()):
+        assert remainder < max(1, len([w for w in weights.values() if w > 0]))
+
+
+def test_split_of_one_receipt() -> None:
+    split = split_fee(
+        100 * UNIT, Bps(), [{"contributor": "a", "share_ppm": 750_000}, {"contributor": "b", "share_ppm": 250_000}]
+    )
+    assert (split.platform, split.builder, split.curators) == (10 * UNIT, 20 * UNIT, 10 * UNIT)
+    assert split.contributors == {"a": 45 * UNIT, "b": 15 * UNIT}
+    odd = split_fee(7, Bps(), [{"contributor": "a", "share_ppm": 333_333}, {"contributor": "b", "share_ppm": 666_667}])
+    assert odd.total == 7 and odd.builder == 1 and odd.curators == 0  # remainders went to the platform
+
+
+@pytest.mark.django_db
+def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
+    builder, alice, bob, carol = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    curator, lazy = UserFactory(), UserFactory()
+    version = model_version(builder=builder)
+    datanet = version.ml_model.datanet
+    RewardPolicy.objects.create(datanet=datanet, penalty_threshold=1)
+    epoch = accounting.epoch_open_get()
+    records = records_with_values(version, {alice: [0.3, 0.1], bob: [0.2], carol: [0.5, -0.1, -0.2]})
+    Vote.objects.create(record=records[0], curator=curator, decision="approve")
+    Vote.objects.create(record=records[1], curator=lazy, decision="reject")  # did not match the outcome
+    receipt(version, ppm_shares({alice: 1, bob: 1}), fee=10)
+    receipt(version, [], fee=5)
+    EpochPool.objects.create(epoch=epoch, datanet=datanet, amount=1_000, funded_by=datanet.owner)
+    accounting.receipts_accrue()
+    accounting.receipts_accrue()  # counting twice changes nothing
+
+    closed = accounting.epoch_close(actor=None, number=epoch.number)
+
+    assert closed.status == Epoch.Status.CLOSED and closed.receipt_count == 2 and closed.receipts_root
+    entries = LedgerEntry.objects.filter(epoch=closed)
+    assert sum(int(e.amount) for e in entries) == 15 * UNIT + 1_000
+    by = {a.account_id: a for a in Allocation.objects.filter(epoch=closed)}
+    assert int(by[alice.pk].breakdown["contributor"]) == 3 * UNIT
+    assert int(by[builder.pk].amount) == 3 * UNIT  # 20% of both fees
+    assert int(by[curator.pk].amount) == 15 * UNIT // 10 and lazy.pk not in by
+    # pool by positive valuation: alice 0.4, bob 0.2, carol 0.5 (withheld: 2 penalty points > threshold 1)
+    assert int(by[alice.pk].breakdown["pool"]) == 1_000 * 4 // 11
+    withheld = entries.get(kind="withheld")
+    assert withheld.account_id == carol.pk and "penalty points" in withheld.memo
+    assert Penalty.objects.filter(account=carol).count() == 2
+    assert accounting.penalty_points(account=carol, datanet=datanet) == 2
+    carried = EpochPool.objects.get(carried_from=closed)
+    assert int(carried.amount) == int(withheld.amount) and carried.epoch.status == Epoch.Status.OPEN
+    no_shares = entries.filter(kind="platform", memo__contains="no contributor shares")
+    assert no_shares.count() == 1
+
+
+@pytest.mark.django_db
+def test_closed_epoch_takes_no_more_receipts() -> None:
+    version = model_version()
+    alice = UserFactory()
+    first = accounting.epoch_open_get()
+    receipt(version, ppm_shares({alice: 1}), fee=3)
+    accounting.epoch_close(actor=None, number=first.number)
+    late = receipt(version, ppm_shares({alice: 1}), fee=4)
+    accounting.receipts_accrue()
+    assert LedgerEntry.objects.filter(receipt_id=late.id).values_list("epoch__number", flat=True).distinct().get() == 2
+    assert sum(int(f) for f in Epoch.objects.get(number=1).accruals.values_list("fee", flat=True)) == 3 * UNIT
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    epochs=st.lists(
+        st.lists(st.tuples(st.integers(0, 50), st.lists(st.integers(1, 9), min_size=0, max_size=3)), max_size=4),
+        min_size=1,
+        max_size=3,
+    ),
+    pool=st.integers(0, 10**20),
+)
+def test_epochs_add_up_and_cumulative_never_decreases(epochs: list[list[tuple[int, list[int]]]], pool: int) -> None:
+    users = [UserFactory() for _ in range(3)]
+    version = model_version()
+    records_with_values(version, {users[0]: [0.25], users[1]: [0.5]})
+    history: dict[int, int] = {}
+    for calls in epochs:
+        epoch = accounting.epoch_open_get()
+        if pool:
+            EpochPool.objects.create(epoch=epoch, datanet=version.ml_model.datanet, amount=pool)
+        for fee, weights in calls:
+            receipt(version, ppm_shares(dict(zip(users, weights))) if weights else [], fee=fee)
+            accounting.receipts_accrue()
+        accounting.receipts_accrue()
+        closed = accounting.epoch_close(actor=None, number=epoch.number)
+        entries = list(LedgerEntry.objects.filter(epoch=closed))
+        pools_in = sum(int(p.amount) for p in EpochPool.objects.filter(epoch=closed))
+        assert sum(int(e.amount) for e in entries) == int(closed.fees_in) + pools_in
+        assert int(closed.fees_in) == sum(fee for fee, _ in calls) * UNIT
+        allocated = sum(int(a.amount) for a in Allocation.objects.filter(epoch=closed))
+        assert allocated + int(closed.platform_amount) + int(closed.carried_over) == int(closed.fees_in) + pools_in
+        assert len({e.receipt_id for e in entries if e.kind == "builder"}) == len(
+            [e for e in entries if e.kind == "builder"]
+        )  # each receipt paid its builder once
+        for total in AccountTotal.objects.all():
+            assert int(total.cumulative) >= history.get(total.account_id, 0)
+            history[total.account_id] = int(total.cumulative)

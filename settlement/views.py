@@ -1,0 +1,127 @@
+"""Rewards pages: a contributor's earnings and claim, the admin's epochs. Each write calls one service."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from config.errors import UserError
+from settlement import accounting, selectors, services
+from settlement.models import Allocation, Settlement
+
+
+@login_required
+def earnings(request: HttpRequest) -> HttpResponse:
+    data = selectors.earnings_for(user=request.user)
+    chart = {
+        "epochs": [[r["epoch"], float(selectors.tokens(r["amount"]).replace(",", ""))] for r in data["per_epoch"]],
+        "datanets": [
+            [r["datanet"], float(selectors.tokens(r["amount"]).replace(",", ""))] for r in data["per_datanet"]
+        ],
+    }
+    return render(request, "settlement/earnings.html", {**data, "chart": json.dumps(chart)})
+
+
+@login_required
+def claim(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            relay = services.claim_relay(user=request.user)
+            messages.success(
+                request,
+                f"Claimed {selectors.tokens(relay.paid)} tokens to {relay.address} (transaction {relay.tx_hash}).",
+            )
+        except UserError as exc:
+            messages.error(request, exc.message)
+        return redirect("settlement:claim")
+    status = services.claim_status(user=request.user)
+    return render(request, "settlement/claim.html", {"status": status})
+
+
+@login_required
+def claim_proof(request: HttpRequest) -> HttpResponse:
+    if not request.user.wallet_address:
+        raise Http404("no linked wallet")
+    proof = services.latest_proof_for(request.user.wallet_address)
+    if proof is None:
+        raise Http404("no proof yet")
+    response = JsonResponse(proof, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="datanets-proof-epoch-{proof["epoch"]}.json"'
+    return response
+
+
+@staff_member_required
+def epoch_list(request: HttpRequest) -> HttpResponse:
+    accounting.epoch_open_get()
+    return render(request, "settlement/epochs.html", {"epochs": selectors.epochs_with_settlements()})
+
+
+@staff_member_required
+def epoch_detail(request: HttpRequest, number: int) -> HttpResponse:
+    try:
+        epoch = accounting.epoch_get(number)
+    except UserError as exc:
+        raise Http404(exc.message) from None
+    rows = Allocation.objects.filter(epoch=epoch).select_related("account").order_by("account__username")
+    page = Paginator(rows, 100).get_page(request.GET.get("page"))
+    settlement = Settlement.objects.filter(epoch=epoch).first()
+    return render(
+        request,
+        "settlement/epoch.html",
+        {
+            "epoch": epoch,
+            "page": page,
+            "settlement": settlement,
+            "transactions": settlement.transactions.all() if settlement else [],
+            "allocated": sum(int(a) for a in Allocation.objects.filter(epoch=epoch).values_list("amount", flat=True)),
+        },
+    )
+
+
+@staff_member_required
+@require_POST
+def epoch_close(request: HttpRequest, number: int) -> HttpResponse:
+    try:
+        epoch = accounting.epoch_close(actor=request.user, number=number)
+        messages.success(request, f"Epoch {number} closed with {epoch.receipt_count} receipts. Review it, then settle.")
+    except UserError as exc:
+        messages.error(request, exc.message)
+    return redirect("settlement:epoch", number=number)
+
+
+@staff_member_required
+@require_POST
+def epoch_accrue(request: HttpRequest, number: int) -> HttpResponse:
+    count = accounting.receipts_accrue()
+    messages.success(request, f"Counted {count} new receipt(s) into the open epoch.")
+    return redirect("settlement:epoch", number=number)
+
+
+@staff_member_required
+@require_POST
+def epoch_settle(request: HttpRequest, number: int) -> HttpResponse:
+    try:
+        if request.POST.get("retry"):
+            services.settlement_retry(actor=request.user, number=number)
+        services.settlement_request(actor=request.user, number=number)
+        messages.success(request, f"Settling epoch {number}: a worker builds the tree and anchors it.")
+    except UserError as exc:
+        messages.error(request, exc.message)
+    return redirect("settlement:epoch", number=number)
+
+
+def epoch_dump(request: HttpRequest, number: int) -> HttpResponse:
+    """The published dump, byte for byte what was hashed and anchored (its keccak256 is the dataHash)."""
+    settlement = Settlement.objects.filter(epoch__number=number).exclude(dump_name="").first()
+    if settlement is None or settlement.state == Settlement.State.PENDING:
+        raise Http404(f"Epoch {number} has no published dump yet.")
+    response = HttpResponse(services.dump_bytes(settlement), content_type="application/json")
+    response["X-Data-Hash"] = settlement.data_hash
+    return response
