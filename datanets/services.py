@@ -20,6 +20,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from config.errors import Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, UserError
 from datanets import selectors
+from datanets.bulk import bulk_insert
 from datanets.ingest.canonical import canonical_json, content_hash
 from datanets.ingest.manifest import merkle_root_sha256
 from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, band_keys, jaccard_estimate, lsh_params
@@ -577,39 +578,53 @@ def _ingest_batch(
         exact = [p for p in pending if p.status == Record.Status.DUPLICATE]
         local_ids: dict[int, int] = {}
 
-        def build(p: _Pending) -> Record:
+        record_fields = (
+            "datanet",
+            "contribution",
+            "contributor",
+            "line_no",
+            "data",
+            "content_hash",
+            "label",
+            "status",
+            "duplicate_of",
+            "similarity",
+            "minhash",
+        )
+
+        def build(p: _Pending) -> tuple[Any, ...]:
             dup = p.duplicate_of
             if dup is None and p.original is not None:
                 dup = local_ids[id(p.original)]
-            return Record(
-                datanet=datanet,
-                contribution=contribution,
-                contributor_id=contribution.contributor_id,
-                line_no=p.line_no,
-                data=p.data,
-                content_hash=p.hash,
-                label=p.label,
-                status=p.status,
-                duplicate_of_id=dup,
-                similarity=p.similarity,
-                minhash=p.signature.tobytes()
-                if p.signature is not None and p.status == Record.Status.PENDING
-                else None,
+            return (
+                datanet.pk,
+                contribution.pk,
+                contribution.contributor_id,
+                p.line_no,
+                p.data,
+                p.hash,
+                p.label,
+                p.status,
+                dup,
+                p.similarity,
+                p.signature.tobytes() if p.signature is not None and p.status == Record.Status.PENDING else None,
             )
 
         for group in (originals, near, exact):
-            created = Record.objects.bulk_create([build(p) for p in group], batch_size=1000)
-            for p, rec in zip(group, created):
-                local_ids[id(p)] = rec.pk
-        bands_rows = [
-            RecordBand(datanet_id_ref=datanet.pk, band_key=int(key), record_id=local_ids[id(p)])
-            for p in originals
-            for key in band_of[id(p)]
-        ]
-        RecordBand.objects.bulk_create(bands_rows, batch_size=5000)
+            created_ids = bulk_insert(
+                Record, [build(p) for p in group], fields=record_fields, returning_ids=True, batch_size=1000
+            )
+            for p, pk in zip(group, created_ids):
+                local_ids[id(p)] = pk
+        bulk_insert(
+            RecordBand,
+            ((datanet.pk, key, local_ids[id(p)]) for p in originals for key in band_of[id(p)].tolist()),
+            fields=("datanet_id_ref", "band_key", "record"),
+            batch_size=5000,
+        )
         stored_errors = contribution_row.records_invalid + contribution_row.records_over_quota
         if stored_errors < MAX_STORED_ERRORS:
-            RowError.objects.bulk_create(errors[: MAX_STORED_ERRORS - stored_errors], batch_size=1000)
+            bulk_insert(RowError, errors[: MAX_STORED_ERRORS - stored_errors], fields=(), batch_size=1000)
         n_errors = len(errors) - over_quota
         contribution_row.rows_seen += len(pending) + len(errors)
         contribution_row.records_new += len(originals)
@@ -785,11 +800,10 @@ def snapshot_publish(*, actor: User, datanet: Datanet, notes: str = "", validati
             notes=notes.strip(),
             published_by=actor,
         )
-        SnapshotRecord.objects.bulk_create(
-            (
-                SnapshotRecord(snapshot=snapshot, record_id=rid, position=i, split=s)
-                for i, ((rid, _, _, _), s) in enumerate(zip(rows, splits))
-            ),
+        bulk_insert(
+            SnapshotRecord,
+            ((snapshot.pk, rid, i, s) for i, ((rid, _, _, _), s) in enumerate(zip(rows, splits))),
+            fields=("snapshot", "record", "position", "split"),
             batch_size=5000,
         )
         audit_record(
