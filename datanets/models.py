@@ -251,6 +251,9 @@ class Record(models.Model):
         ]
         indexes = [
             models.Index(fields=["datanet", "status", "id"], name="record_queue_idx"),
+            # The review queue reads pending records of one Datanet in id order: a partial index keeps the first
+            # page from scanning other Datanets' rows when most rows are pending.
+            models.Index(fields=["datanet", "id"], condition=Q(status="pending"), name="record_pending_idx"),
             models.Index(fields=["contributor", "status"], name="record_contributor_idx"),
             models.Index(fields=["datanet", "content_hash"], name="record_hash_idx"),
         ]
