@@ -177,7 +177,7 @@ def index_build(*, job_id: str) -> None:
     job_run(job_id, _index_build)
 
 
-_index_cache: OrderedDict[int, tuple[Any, dict[str, Any]]] = OrderedDict()
+_index_cache: OrderedDict[tuple[int, str, str], tuple[Any, dict[str, Any]]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -215,8 +215,6 @@ def _index_build(job: Job) -> None:
         bad_records=[entries[i][0] for i in bad],
         built_at=timezone.now(),
     )
-    with _cache_lock:
-        _index_cache.pop(version.pk, None)
     job_succeed(
         job=job, result={"records": len(entries), "bad_records": len(bad)}, message=f"Indexed {len(entries):,} records"
     )
@@ -225,10 +223,12 @@ def _index_build(job: Job) -> None:
 
 
 def _load_index(version: ModelVersion, record: AttributionIndex) -> tuple[Any, dict[str, Any]]:
+    # Keyed by the build as well as the version: a web process must not keep serving an index a worker rebuilt.
+    key = (version.pk, record.path, record.built_at.isoformat() if record.built_at else "")
     with _cache_lock:
-        if version.pk in _index_cache:
-            _index_cache.move_to_end(version.pk)
-            return _index_cache[version.pk]
+        if key in _index_cache:
+            _index_cache.move_to_end(key)
+            return _index_cache[key]
     folder = Path(record.path)
     ids = np.load(folder / "record_ids.npy")
     if record.method == "gradient":
@@ -242,7 +242,7 @@ def _load_index(version: ModelVersion, record: AttributionIndex) -> tuple[Any, d
 
         loaded = (SpanIndex.load(folder / "spans"), {"record_ids": ids, "tokenizer": _tokenizer_for(version)})
     with _cache_lock:
-        _index_cache[version.pk] = loaded
+        _index_cache[key] = loaded
         while len(_index_cache) > 8:
             _index_cache.popitem(last=False)
     return loaded

@@ -19,7 +19,9 @@
         out.querySelector(".muted").textContent = probs + " · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
       } else {
         out.innerHTML = "<pre></pre><p class='muted'></p>";
-        out.querySelector("pre").textContent = r.output.text;
+        const pre = out.querySelector("pre");
+        if (r.output.text.trim()) pre.textContent = r.output.text;
+        else { pre.className = "muted"; pre.textContent = "(no text: the model produced only whitespace or special tokens)"; }
         out.querySelector(".muted").textContent = r.tokens_out + " tokens · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
       }
       const note = document.createElement("p");

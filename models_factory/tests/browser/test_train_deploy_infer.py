@@ -130,9 +130,7 @@ def playground_run(page: Any, text: str) -> Any:
     return out
 
 
-def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(
-    new_page: Any, stopped_worker: Any
-) -> None:
+def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page: Any, stopped_worker: Any) -> None:
     datanet, snapshot = two_contributor_snapshot(sentiment_records(24))
     UserFactory(username="builder-bo")
     ann, poor = UserFactory(username="consumer-ann"), UserFactory(username="consumer-zed")
@@ -146,8 +144,14 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(
     expect(builder.locator("h1 .pill")).to_have_text("Classifier")
     expect(builder.get_by_test_id("versions")).to_contain_text("No version yet")
     fill_train_form(
-        builder, snapshot=str(snapshot.pk), method="head", base_model="minilm", epochs="2", batch_size="4",
-        max_length="32", seed="0",
+        builder,
+        snapshot=str(snapshot.pk),
+        method="head",
+        base_model="minilm",
+        epochs="2",
+        batch_size="4",
+        max_length="32",
+        seed="0",
     )
     screenshot(builder, "mf-01-model-page-train-form")
     builder.get_by_role("button", name="Start training").click()
@@ -220,7 +224,9 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(
     expect(consumer.locator("#playground").locator("xpath=..")).to_contain_text('{"text": "…"}')
     out = playground_run(consumer, "works great and I feel much better")
     expect(out.locator("strong")).to_have_text(re.compile(r"^(positive|negative)$"))
-    expect(out).to_contain_text(re.compile(r"positive \d+\.\d% · negative \d+\.\d%|negative \d+\.\d% · positive \d+\.\d%"))
+    expect(out).to_contain_text(
+        re.compile(r"positive \d+\.\d% · negative \d+\.\d%|negative \d+\.\d% · positive \d+\.\d%")
+    )
     expect(out).to_contain_text("fee 3")
     expect(balance).to_have_text("7")
     assert CreditAccount.objects.get(user=ann).balance == 7
@@ -278,9 +284,7 @@ def test_generative_model_on_qa_trains_on_tiny_base_deploys_and_generates(new_pa
     log_in(builder, "builder-gus")
     create_model(builder, "City QA", datanet)
     expect(builder.locator("h1 .pill")).to_have_text("Generative (LoRA)")
-    fill_train_form(
-        builder, base_model="tiny", lora_r="8", epochs="6", batch_size="4", lr="0.01", max_length="64"
-    )
+    fill_train_form(builder, base_model="tiny", lora_r="8", epochs="6", batch_size="4", lr="0.01", max_length="64")
     builder.get_by_role("button", name="Start training").click()
     builder.wait_for_url(re.compile(r"/models/runs/[0-9a-f-]+/$"))
     run = TrainingRun.objects.get()
@@ -321,7 +325,7 @@ def test_cancel_a_long_run_from_its_page_registers_nothing(new_page: Any, worker
     builder.add_init_script(WATCH_RUN)
     log_in(builder, "builder-cy")
     create_model(builder, "Long QA", datanet)
-    fill_train_form(builder, base_model="tiny", lora_r="4", epochs="50", batch_size="2", max_length="64")
+    fill_train_form(builder, base_model="tiny", lora_r="4", epochs="100", batch_size="1", max_length="64")
     builder.get_by_role("button", name="Start training").click()
     builder.wait_for_url(re.compile(r"/models/runs/[0-9a-f-]+/$"))
     run = TrainingRun.objects.get()
@@ -335,7 +339,7 @@ def test_cancel_a_long_run_from_its_page_registers_nothing(new_page: Any, worker
     def mid_run_steps() -> list[int]:
         return sorted({int(t.split(" / ")[0]) for t in seen(builder, "step") if not t.startswith("0 ")})
 
-    wait_for(lambda: len(mid_run_steps()) >= 3, timeout=30, what="the step counter to move")
+    wait_for(lambda: len(mid_run_steps()) >= 2, timeout=30, what="the step counter to move")
     step, total = (int(n) for n in step_counter.inner_text().split(" / "))
     assert 0 < step < total, (step, total)
     width = percent(builder.locator("#run-bar").evaluate("el => el.style.width"))
