@@ -734,7 +734,9 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
             record.approvals += 1
         else:
             record.rejections += 1
-        if record.approvals >= datanet.approvals_needed:
+        from settlement.accounting import extra_approvals_for  # penalties: past the threshold, one more approval
+
+        if record.approvals >= datanet.approvals_needed + extra_approvals_for(record.contributor_id, datanet):
             record.status = Record.Status.APPROVED
         elif record.rejections >= datanet.rejections_needed:
             record.status = Record.Status.REJECTED

@@ -147,6 +147,10 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "is_builder": request.user.is_authenticated and v.ml_model.builder_id == request.user.pk,
             "balance": account.balance if account else 0,
             "scalar_metrics": {k: val for k, val in v.metrics.items() if isinstance(val, (int, float))},
+        "hyperparameters": {
+            k: val for k, val in v.hyperparameters.items()
+            if val is not None and (v.method == "lora" or not k.startswith("lora_"))
+        },
         },
     )
 

@@ -238,20 +238,32 @@ def receipts_accrue(*, before: datetime | None = None) -> int:
         return _accrue_into(epoch, pending.iterator(chunk_size=2000))
 
 
-def pool_fund(*, actor: User, datanet: Datanet, amount_credits: int) -> EpochPool:
-    """A Datanet owner puts credits into the open epoch's pool for that Datanet (debited from their balance)."""
+def pool_fund(*, actor: User, datanet: Datanet, amount_credits: int, epoch_number: int | None = None) -> EpochPool:
+    """The Datanet's owner puts credits into the open epoch's pool for that Datanet (debited from their balance).
+
+    ``epoch_number``, when given, must be the open epoch: a page or API call made against an epoch that has since
+    closed fails instead of silently funding the next one."""
     from models_factory.models import CreditAccount
 
-    if actor.pk != datanet.owner_id and not actor.is_staff:
-        raise Forbidden("Only the Datanet's owner can fund its epoch pool.")
-    if amount_credits <= 0:
+    if actor.pk != datanet.owner_id:
+        raise Forbidden(f"Only the owner of {datanet.title} can fund its epoch pool.")
+    if isinstance(amount_credits, bool) or not isinstance(amount_credits, int) or amount_credits <= 0:
         raise UserError("Fund the pool with a positive whole number of credits.")
     with transaction.atomic():
         epoch = Epoch.objects.select_for_update().get(pk=epoch_open_get().pk)
+        if epoch_number is not None and epoch_number != epoch.number:
+            if not Epoch.objects.filter(number=epoch_number).exists():
+                raise NotFound(f"There is no epoch {epoch_number}.")
+            raise Conflict(
+                f"Epoch {epoch_number} is not open, so its pool is final; fund the open epoch {epoch.number} instead."
+            )
         account = CreditAccount.objects.select_for_update().filter(user=actor).first()
         balance = account.balance if account else 0
         if account is None or balance < amount_credits:
-            raise UserError(f"Funding {amount_credits} credits needs that much credit; your balance is {balance}.")
+            raise UserError(
+                f"Funding {amount_credits} credits needs that much credit; your balance is {balance}.",
+                extra={"balance": balance},
+            )
         account.balance -= amount_credits
         account.save(update_fields=["balance", "updated_at"])
         pool = EpochPool.objects.create(
@@ -261,7 +273,14 @@ def pool_fund(*, actor: User, datanet: Datanet, amount_credits: int) -> EpochPoo
             actor=actor,
             action="rewards.pool_fund",
             target=pool,
-            after={"epoch": epoch.number, "datanet": datanet.slug, "credits": amount_credits},
+            before={"balance": balance},
+            after={
+                "epoch": epoch.number,
+                "datanet": datanet.slug,
+                "credits": amount_credits,
+                "amount": str(pool.amount),
+                "balance": account.balance,
+            },
         )
     return pool
 
@@ -315,6 +334,16 @@ def penalty_points(*, account: User, datanet: Datanet) -> int:
     """Penalty points of one contributor in one Datanet (the datanets app may ask for more approvals above the
     policy's threshold)."""
     return sum(Penalty.objects.filter(account=account, datanet=datanet).values_list("points", flat=True))
+
+
+def extra_approvals_for(contributor: User | int, datanet: Datanet) -> int:
+    """Approvals a contributor's uploads need beyond the Datanet's quorum: 1 once their penalty points in this
+    Datanet are over the policy's threshold (DESIGN.md, Rewards), else 0. Called by datanets.services.vote_cast."""
+    account_id = contributor if isinstance(contributor, int) else contributor.pk
+    points = sum(Penalty.objects.filter(account_id=account_id, datanet=datanet).values_list("points", flat=True))
+    if not points:
+        return 0
+    return 1 if points > policy_for(datanet).penalty_threshold else 0
 
 
 def _assess_penalties(epoch: Epoch, datanet: Datanet, version: Any) -> None:

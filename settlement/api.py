@@ -11,9 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import Forbidden
+from config.errors import Forbidden, NotFound
+from datanets.models import Datanet
 from settlement import accounting, selectors, services
-from settlement.models import Allocation, Epoch, Settlement
+from settlement.models import Allocation, Epoch, EpochPool, Settlement
 
 
 class SettlementSerializer(serializers.ModelSerializer):
@@ -134,6 +135,50 @@ class AllocationListView(APIView):
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(AllocationSerializer(page, many=True).data)
+
+
+class EpochPoolSerializer(serializers.ModelSerializer):
+    epoch = serializers.IntegerField(source="epoch.number")
+    datanet = serializers.CharField(source="datanet.slug")
+    amount = serializers.CharField()
+    funded_by = serializers.CharField(source="funded_by.username", default=None)
+    carried_from = serializers.IntegerField(source="carried_from.number", default=None)
+
+    class Meta:
+        model = EpochPool
+        fields = ["id", "epoch", "datanet", "amount", "funded_by", "carried_from", "created_at"]
+
+
+class PoolFundSerializer(serializers.Serializer):
+    datanet = serializers.SlugField(help_text="Slug of one of your Datanets.")
+    amount_credits = serializers.IntegerField(
+        help_text="Whole credits taken from your balance (1 credit = 10^18 units)."
+    )
+
+
+class EpochPoolListView(APIView):
+    """GET: an epoch's pools. POST {datanet, amount_credits}: the Datanet's owner funds the open epoch's pool."""
+
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+
+    def get(self, request: Request, number: int) -> Response:
+        epoch = accounting.epoch_get(number)
+        pools = EpochPool.objects.filter(epoch=epoch).select_related("epoch", "datanet", "funded_by", "carried_from")
+        return Response(EpochPoolSerializer(pools, many=True).data)
+
+    def post(self, request: Request, number: int) -> Response:
+        data = PoolFundSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        datanet = Datanet.objects.filter(slug=data.validated_data["datanet"]).first()
+        if datanet is None:
+            raise NotFound(f"There is no Datanet '{data.validated_data['datanet']}'.")
+        pool = accounting.pool_fund(
+            actor=request.user,
+            datanet=datanet,
+            amount_credits=data.validated_data["amount_credits"],
+            epoch_number=number,
+        )
+        return Response(EpochPoolSerializer(pool).data, status=status.HTTP_201_CREATED)
 
 
 class ProofView(APIView):

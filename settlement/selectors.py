@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import User
-from settlement.models import Allocation, Epoch, LedgerEntry, Penalty, Settlement
+from datanets.models import Datanet
+from settlement.models import Allocation, Epoch, EpochPool, LedgerEntry, Penalty, Settlement
 from settlement.onchain import token_units_per_credit
 
 
@@ -56,3 +57,16 @@ def epochs_with_settlements() -> list[Epoch]:
 
 def settlement_of(epoch: Epoch) -> Settlement | None:
     return Settlement.objects.filter(epoch=epoch).first()
+
+
+def pools_of(datanet: Datanet) -> list[EpochPool]:
+    """Every pool of a Datanet, newest epoch first (funded ones and those carried over)."""
+    return list(
+        EpochPool.objects.filter(datanet=datanet)
+        .select_related("epoch", "funded_by", "carried_from")
+        .order_by("-epoch__number", "-id")
+    )
+
+
+def owned_datanets(user: User) -> list[Datanet]:
+    return list(Datanet.objects.filter(owner=user).order_by("title")) if user.is_authenticated else []

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from config.errors import UserError
+from datanets.models import Datanet
 from settlement import accounting, selectors, services
 from settlement.models import Allocation, Settlement
 
@@ -26,7 +26,11 @@ def earnings(request: HttpRequest) -> HttpResponse:
             [r["datanet"], float(selectors.tokens(r["amount"]).replace(",", ""))] for r in data["per_datanet"]
         ],
     }
-    return render(request, "settlement/earnings.html", {**data, "chart": json.dumps(chart)})
+    return render(
+        request,
+        "settlement/earnings.html",
+        {**data, "chart": chart, "owned": selectors.owned_datanets(request.user)},  # json_script encodes it
+    )
 
 
 @login_required
@@ -125,3 +129,60 @@ def epoch_dump(request: HttpRequest, number: int) -> HttpResponse:
     response = HttpResponse(services.dump_bytes(settlement), content_type="application/json")
     response["X-Data-Hash"] = settlement.data_hash
     return response
+
+
+@login_required
+def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
+    """A Datanet's rewards, for its owner (and admins, read-only): the fee split, its epoch pools, and a form that
+    funds the open epoch's pool from the owner's credits."""
+    from models_factory.models import CreditAccount
+
+    datanet = get_object_or_404(Datanet, slug=slug)
+    is_owner = request.user.pk == datanet.owner_id
+    if not (is_owner or request.user.is_staff):
+        raise PermissionDenied("Only the Datanet's owner can see and fund its reward pools.")
+    epoch = accounting.epoch_open_get()
+    pools = selectors.pools_of(datanet)
+    account = CreditAccount.objects.filter(user=request.user).first()
+    return render(
+        request,
+        "settlement/datanet.html",
+        {
+            "datanet": datanet,
+            "is_owner": is_owner,
+            "policy": accounting.policy_for(datanet),
+            "epoch": epoch,
+            "pools": pools,
+            "open_pool_total": sum(int(p.amount) for p in pools if p.epoch_id == epoch.pk),
+            "balance": account.balance if account else 0,
+            "units_per_credit": selectors.token_units_per_credit(),
+        },
+    )
+
+
+@login_required
+@require_POST
+def datanet_pool_fund(request: HttpRequest, slug: str) -> HttpResponse:
+    datanet = get_object_or_404(Datanet, slug=slug)
+    raw = request.POST.get("amount_credits", "").strip()
+    try:
+        amount = int(raw)
+    except ValueError:
+        messages.error(request, "Fund the pool with a positive whole number of credits.")
+        return redirect("settlement:datanet", slug=slug)
+    epoch_number = request.POST.get("epoch", "").strip()
+    try:
+        pool = accounting.pool_fund(
+            actor=request.user,
+            datanet=datanet,
+            amount_credits=amount,
+            epoch_number=int(epoch_number) if epoch_number.isdigit() else None,
+        )
+        messages.success(
+            request,
+            f"Added {amount} credits ({selectors.tokens(pool.amount)} tokens) to epoch {pool.epoch.number}'s pool "
+            f"for {datanet.title}. It is split by record valuation when the epoch closes.",
+        )
+    except UserError as exc:
+        messages.error(request, exc.message)
+    return redirect("settlement:datanet", slug=slug)

@@ -1,0 +1,244 @@
+"""Pool funding by a Datanet's owner (service, page, API) and the penalty hook on review quorum."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.test import Client
+
+from accounts.models import AuditEvent
+from accounts.tests.factories import UserFactory
+from config.errors import Conflict, Forbidden, NotFound, UserError
+from datanets import services as datanet_services
+from datanets.models import Contribution, Record
+from datanets.tests.factories import DatanetFactory, add_curators
+from models_factory.models import CreditAccount
+from settlement import accounting
+from settlement.models import EpochPool, LedgerEntry, Penalty, RewardPolicy
+from settlement.onchain import token_units_per_credit
+from settlement.tests.factories import model_version, records_with_values
+
+pytestmark = pytest.mark.django_db
+
+
+def owner_with_credits(credits: int = 100):
+    datanet = DatanetFactory()
+    CreditAccount.objects.create(user=datanet.owner, balance=credits)
+    return datanet, datanet.owner
+
+
+def balance(user) -> int:
+    return CreditAccount.objects.get(user=user).balance
+
+
+# ---- service ---------------------------------------------------------------------------------------------------
+
+
+def test_owner_funds_open_epoch_pool_with_audit_row() -> None:
+    datanet, owner = owner_with_credits(100)
+    epoch = accounting.epoch_open_get()
+    pool = accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=40, epoch_number=epoch.number)
+    assert pool.epoch == epoch and pool.funded_by == owner
+    assert int(pool.amount) == 40 * token_units_per_credit()
+    assert balance(owner) == 60
+    event = AuditEvent.objects.get(action="rewards.pool_fund", target_id=str(pool.pk))
+    assert event.actor == owner and event.before == {"balance": 100}
+    assert event.after["credits"] == 40 and event.after["balance"] == 60 and event.after["epoch"] == epoch.number
+
+
+@pytest.mark.parametrize("amount", [0, -5])
+def test_non_positive_amount_is_refused(amount: int) -> None:
+    datanet, owner = owner_with_credits(100)
+    with pytest.raises(UserError, match="positive whole number"):
+        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=amount)
+    assert balance(owner) == 100 and not EpochPool.objects.exists()
+
+
+def test_not_the_owner_even_staff_is_forbidden() -> None:
+    datanet, _ = owner_with_credits(100)
+    for other in (UserFactory(), UserFactory(is_staff=True)):
+        CreditAccount.objects.create(user=other, balance=100)
+        with pytest.raises(Forbidden, match="Only the owner"):
+            accounting.pool_fund(actor=other, datanet=datanet, amount_credits=10)
+    assert not EpochPool.objects.exists()
+
+
+def test_not_enough_credits_changes_nothing() -> None:
+    datanet, owner = owner_with_credits(5)
+    with pytest.raises(UserError, match="your balance is 5"):
+        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=6)
+    no_account = DatanetFactory()
+    with pytest.raises(UserError, match="your balance is 0"):
+        accounting.pool_fund(actor=no_account.owner, datanet=no_account, amount_credits=1)
+    assert balance(owner) == 5 and not EpochPool.objects.exists()
+    assert not AuditEvent.objects.filter(action="rewards.pool_fund").exists()
+
+
+def test_closed_or_unknown_epoch_is_refused() -> None:
+    datanet, owner = owner_with_credits(100)
+    first = accounting.epoch_open_get()
+    accounting.epoch_close(actor=None, number=first.number)
+    with pytest.raises(Conflict, match=f"Epoch {first.number} is not open"):
+        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=first.number)
+    with pytest.raises(NotFound, match="There is no epoch 99"):
+        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=99)
+    assert balance(owner) == 100 and not EpochPool.objects.exists()
+
+
+def test_funded_pool_is_split_by_valuation_when_the_epoch_closes() -> None:
+    datanet, owner = owner_with_credits(100)
+    version = model_version(datanet)
+    alice, bob = UserFactory(), UserFactory()
+    records_with_values(version, {alice: [0.3], bob: [0.1]})
+    epoch = accounting.epoch_open_get()
+    accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=8, epoch_number=epoch.number)
+    closed = accounting.epoch_close(actor=None, number=epoch.number)
+    paid = {e.account_id: int(e.amount) for e in LedgerEntry.objects.filter(epoch=closed, kind=LedgerEntry.Kind.POOL)}
+    units = 8 * token_units_per_credit()
+    assert (
+        paid[alice.pk]
+        + paid[bob.pk]
+        + sum(int(e.amount) for e in LedgerEntry.objects.filter(epoch=closed, kind=LedgerEntry.Kind.PLATFORM))
+        == units
+    )
+    assert paid[alice.pk] == 3 * units // 4 and int(closed.pools_in) == units
+
+
+# ---- page ------------------------------------------------------------------------------------------------------
+
+
+def test_owner_funds_from_the_datanet_rewards_page() -> None:
+    datanet, owner = owner_with_credits(50)
+    number = accounting.epoch_open_get().number
+    client = Client()
+    client.force_login(owner)
+    earnings = client.get("/rewards/").content.decode()
+    assert f"/rewards/datanets/{datanet.slug}/" in earnings
+    assert '<script id="earnings-chart" type="application/json">{"epochs": [' in earnings  # an object, not a string
+    page = client.get(f"/rewards/datanets/{datanet.slug}/").content.decode()
+    assert 'data-testid="pool-fund"' in page and "50</span> credits" in page
+    answer = client.post(
+        f"/rewards/datanets/{datanet.slug}/pools/", {"amount_credits": "20", "epoch": str(number)}, follow=True
+    )
+    text = answer.content.decode()
+    assert f"Added 20 credits (20 tokens) to epoch {number}" in text and "funded by " + owner.username in text
+    assert balance(owner) == 30
+    text = client.post(
+        f"/rewards/datanets/{datanet.slug}/pools/", {"amount_credits": "999", "epoch": str(number)}, follow=True
+    ).content.decode()
+    assert "your balance is 30" in text
+    text = client.post(f"/rewards/datanets/{datanet.slug}/pools/", {"amount_credits": "abc"}, follow=True)
+    assert "positive whole number" in text.content.decode()
+    assert EpochPool.objects.count() == 1
+
+
+def test_page_is_for_the_owner_and_admins_only() -> None:
+    datanet, _ = owner_with_credits(50)
+    stranger, admin = Client(), Client()
+    stranger.force_login(UserFactory())
+    admin.force_login(UserFactory(is_staff=True))
+    assert stranger.get(f"/rewards/datanets/{datanet.slug}/").status_code == 403
+    assert stranger.post(f"/rewards/datanets/{datanet.slug}/pools/", {"amount_credits": "1"}).status_code == 302
+    assert not EpochPool.objects.exists()
+    page = admin.get(f"/rewards/datanets/{datanet.slug}/")
+    assert page.status_code == 200 and 'data-testid="pool-fund"' not in page.content.decode()
+    assert Client().get(f"/rewards/datanets/{datanet.slug}/").status_code == 302  # to the login page
+
+
+# ---- API -------------------------------------------------------------------------------------------------------
+
+
+def test_api_funds_and_lists_pools_with_clear_errors() -> None:
+    datanet, owner = owner_with_credits(30)
+    number = accounting.epoch_open_get().number
+    url = f"/api/rewards/epochs/{number}/pools/"
+    client = Client()
+    client.force_login(owner)
+
+    made = client.post(url, {"datanet": datanet.slug, "amount_credits": 10}, content_type="application/json")
+    assert made.status_code == 201, made.content
+    assert made.json()["amount"] == str(10 * token_units_per_credit()) and made.json()["funded_by"] == owner.username
+    listed = Client().get(url).json()  # anyone can read an epoch's pools
+    assert [p["datanet"] for p in listed] == [datanet.slug] and listed[0]["epoch"] == number
+
+    def post(body, who=client, to=url):
+        return who.post(to, body, content_type="application/json")
+
+    too_much = post({"datanet": datanet.slug, "amount_credits": 21})
+    assert too_much.status_code == 400 and "your balance is 20" in too_much.json()["detail"]
+    assert too_much.json()["balance"] == 20
+    zero = post({"datanet": datanet.slug, "amount_credits": 0})
+    assert zero.status_code == 400 and "positive whole number" in zero.json()["detail"]
+    assert post({"datanet": datanet.slug, "amount_credits": "x"}).status_code == 400
+    assert post({"datanet": "no-such-datanet", "amount_credits": 1}).status_code == 404
+    stranger = Client()
+    stranger.force_login(UserFactory())
+    forbidden = post({"datanet": datanet.slug, "amount_credits": 1}, who=stranger)
+    assert forbidden.status_code == 403 and "Only the owner" in forbidden.json()["detail"]
+    assert post({"datanet": datanet.slug, "amount_credits": 1}, who=Client()).status_code in (401, 403)
+
+    accounting.epoch_close(actor=None, number=number)
+    closed = post({"datanet": datanet.slug, "amount_credits": 1})
+    assert closed.status_code == 409 and f"Epoch {number} is not open" in closed.json()["detail"]
+    assert post({"datanet": datanet.slug, "amount_credits": 1}, to="/api/rewards/epochs/99/pools/").status_code == 404
+    assert balance(owner) == 20 and EpochPool.objects.filter(funded_by=owner).count() == 1
+
+
+# ---- penalties on review quorum --------------------------------------------------------------------------------
+
+
+def pending_record(datanet, contributor) -> Record:
+    contribution = Contribution.objects.create(
+        datanet=datanet,
+        contributor=contributor,
+        source="paste",
+        filename="x.jsonl",
+        file_sha256=os.urandom(32).hex(),
+        blob_name="-",
+        size_bytes=1,
+    )
+    return Record.objects.create(
+        datanet=datanet,
+        contribution=contribution,
+        contributor=contributor,
+        line_no=1,
+        data={"text": "new upload", "label": "positive"},
+        content_hash=os.urandom(32).hex(),
+    )
+
+
+def test_penalized_contributor_needs_one_more_approval() -> None:
+    datanet = DatanetFactory(approvals_needed=2)
+    RewardPolicy.objects.create(datanet=datanet, penalty_threshold=3)
+    c1, c2, c3 = add_curators(datanet, 3)
+    version = model_version(datanet)
+    bob, carol = UserFactory(), UserFactory()
+    records_with_values(version, {bob: [-0.2] * 4, carol: [-0.2] * 3})  # bob: 4 points (> 3), carol: 3 (not over)
+    accounting.epoch_close(actor=None, number=accounting.epoch_open_get().number)
+    assert accounting.penalty_points(account=bob, datanet=datanet) == 4
+    assert accounting.extra_approvals_for(bob, datanet) == 1
+    assert accounting.extra_approvals_for(carol, datanet) == 0
+    assert accounting.extra_approvals_for(bob, DatanetFactory()) == 0  # penalties are per Datanet
+
+    record = pending_record(datanet, bob)
+    assert datanet_services.vote_cast(curator=c1, record_id=record.pk, decision="approve").status == "pending"
+    assert datanet_services.vote_cast(curator=c2, record_id=record.pk, decision="approve").status == "pending"
+    assert datanet_services.vote_cast(curator=c3, record_id=record.pk, decision="approve").status == "approved"
+
+    fine = pending_record(datanet, carol)
+    datanet_services.vote_cast(curator=c1, record_id=fine.pk, decision="approve")
+    assert datanet_services.vote_cast(curator=c2, record_id=fine.pk, decision="approve").status == "approved"
+
+    # rejections are untouched by penalties
+    rejected = pending_record(datanet, bob)
+    datanet_services.vote_cast(curator=c1, record_id=rejected.pk, decision="reject", reason="off topic")
+    assert (
+        datanet_services.vote_cast(curator=c2, record_id=rejected.pk, decision="reject", reason="spam").status
+        == "rejected"
+    )
+
+    # raising the threshold lifts the extra approval
+    RewardPolicy.objects.filter(datanet=datanet).update(penalty_threshold=4)
+    assert accounting.extra_approvals_for(bob, datanet) == 0
+    assert Penalty.objects.filter(account=bob).count() == 4
