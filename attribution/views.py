@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -77,6 +78,7 @@ def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "spans": spans,
             "output_html": mark_safe(_highlight(output_text, spans)) if output_text else None,
             "inference": receipt.inference,
+            "body_json": json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False),
         },
     )
 
