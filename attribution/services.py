@@ -80,7 +80,9 @@ def _record_text(data: dict[str, Any]) -> str:
 def _predictor(version: ModelVersion) -> Any:
     from models_factory import serving_cache
 
-    return serving_cache.classifier(version.artifact_location)
+    from models_factory.artifacts import artifact_local_path
+
+    return serving_cache.classifier(str(artifact_local_path(version.artifact_location)))
 
 
 def embed_texts(predictor: Any, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
@@ -141,7 +143,9 @@ def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tupl
 def _tokenizer_for(version: ModelVersion) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(version.artifact_location, local_files_only=True)
+    from models_factory.artifacts import artifact_local_path
+
+    return AutoTokenizer.from_pretrained(str(artifact_local_path(version.artifact_location)), local_files_only=True)
 
 
 def _build_span_index(version: ModelVersion) -> tuple[Any, dict[str, Any]]:

@@ -21,6 +21,7 @@ from config.errors import Conflict, Forbidden, NotFound, UserError
 from datanets.ingest.canonical import content_hash
 from datanets.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from datanets.models import Job, Snapshot, SnapshotRecord
+from models_factory.artifacts import artifact_local_path, artifact_publish
 from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def _register(run: TrainingRun, result: Any) -> ModelVersion:
             code_revision=code_revision(),
             device=f"{result.device} {result.precision}",
             metrics=result.metrics,
-            artifact_location=str(result.artifact_dir),
+            artifact_location=artifact_publish(Path(result.artifact_dir), name=str(run.id)),
             artifact_size_bytes=result.artifact_size_bytes,
         )
         TrainingRun.objects.filter(pk=run.pk).update(loss_history=[[s, v] for s, v in result.loss_history][-2000:])
@@ -400,12 +401,12 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     started = time.perf_counter()
     try:
         if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
-            ((label, probs),) = serving_cache.classifier(version.artifact_location).predict([text])
+            ((label, probs),) = serving_cache.classifier(str(artifact_local_path(version.artifact_location))).predict([text])
             output: dict[str, Any] = {"label": label, "probabilities": probs}
             tokens_in, tokens_out = 0, 0
         else:
             generated, tokens_in, tokens_out = serving_cache.generative().generate(
-                version.artifact_location,
+                str(artifact_local_path(version.artifact_location)),
                 text,
                 max_new_tokens=max_tokens,
                 temperature=temperature,

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from config.errors import UserError
 from datanets.models import Datanet, Snapshot
 from models_factory import services
+from models_factory.artifacts import artifact_local_path
 from models_factory.models import CreditAccount, MLModel, ModelVersion, TrainingRun
 
 HYPER_FIELDS = [
@@ -186,7 +187,7 @@ def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpRespons
 
 def version_download(request: HttpRequest, slug: str, version: int) -> FileResponse:
     v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
-    folder = Path(v.artifact_location)
+    folder = artifact_local_path(v.artifact_location)
     if not folder.is_dir():
         raise Http404("The artifact is not on this server.")
     buf = io.BytesIO()

@@ -147,3 +147,20 @@ def test_text_datanet_cannot_have_a_model():
     datanet, _ = snapshot_with([{"text": f"line {i}"} for i in range(4)], record_kind="text", labels=[])
     with pytest.raises(UserError, match="labeled text"):
         services.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="x")
+
+
+def test_artifacts_go_through_remote_storage_when_it_is_not_local(classifier_setup, settings, tmp_path):
+    """With a storage that has no local paths (as S3/MinIO), versions point into it and are served from a cache."""
+    _, snapshot, model = classifier_setup
+    # Django's setting_changed handler swaps default_storage when STORAGES changes.
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    settings.VAR_DIR = tmp_path
+    run = train(model, snapshot, hyperparameters=FAST)
+    version = ModelVersion.objects.get(run=run)
+    assert version.artifact_location.startswith("storage://models/")
+    services.version_deploy(actor=model.builder, version=version, deployed=True)
+    consumer = UserFactory()
+    services.credits_grant(actor=None, user=consumer, amount=1)
+    out = services.infer(consumer=consumer, version_id=version.pk, payload={"text": "very happy with it"})
+    assert out.output["label"] in {"negative", "positive"}
+    assert any((tmp_path / "model-cache").iterdir())

@@ -1,0 +1,73 @@
+"""Where model artifacts live: the worker's local folder, or the default storage (S3 / MinIO) when it is remote.
+
+Training writes to a local folder; on registration a remote storage gets a copy under ``models/<run id>/`` and the
+version's location becomes ``storage://models/<run id>/``. Serving and attribution read through
+``artifact_local_path``, which downloads a remote artifact once into ``VAR_DIR/model-cache``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+PREFIX = "storage://"
+
+
+def storage_is_local() -> bool:
+    from django.core.files.storage import FileSystemStorage, storages
+
+    return isinstance(storages["default"], FileSystemStorage)
+
+
+def artifact_publish(local_dir: Path, *, name: str) -> str:
+    """Return the location to record for a finished artifact folder."""
+    if storage_is_local():
+        return str(local_dir)
+    base = f"models/{name}/"
+    for root, _, files in os.walk(local_dir):
+        for filename in files:
+            path = Path(root) / filename
+            key = base + path.relative_to(local_dir).as_posix()
+            if default_storage.exists(key):
+                default_storage.delete(key)
+            with open(path, "rb") as fh:
+                default_storage.save(key, File(fh))
+    (Path(local_dir) / ".published").write_text(base)
+    return PREFIX + base
+
+
+def _list_files(prefix: str) -> list[str]:
+    dirs, files = default_storage.listdir(prefix)
+    out = [prefix + f for f in files]
+    for d in dirs:
+        out.extend(_list_files(f"{prefix}{d}/"))
+    return out
+
+
+def artifact_local_path(location: str) -> Path:
+    """A local folder holding the artifact (downloaded once from remote storage)."""
+    if not location.startswith(PREFIX):
+        return Path(location)
+    prefix = location[len(PREFIX) :]
+    cache = Path(settings.VAR_DIR) / "model-cache" / prefix.strip("/").replace("/", "_")
+    if (cache / ".complete").exists():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=cache.parent))
+    for key in _list_files(prefix):
+        target = scratch / key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with default_storage.open(key, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+    (scratch / ".complete").write_text(location)
+    if cache.exists():
+        shutil.rmtree(scratch, ignore_errors=True)  # another process finished the same download first
+    else:
+        scratch.rename(cache)
+    return cache
