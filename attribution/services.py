@@ -79,7 +79,6 @@ def _record_text(data: dict[str, Any]) -> str:
 
 def _predictor(version: ModelVersion) -> Any:
     from models_factory import serving_cache
-
     from models_factory.artifacts import artifact_local_path
 
     return serving_cache.classifier(str(artifact_local_path(version.artifact_location)))
