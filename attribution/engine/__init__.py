@@ -2,17 +2,21 @@
 
 - ``GradientIndex``: per-inference attribution from projected training gradients (TRAK / influence functions).
 - ``SpanIndex``: verbatim spans of generated text found in the training data (infini-gram / OLMoTrace).
+- ``Int8Index``: approximate inner-product search (int8 scan, exact rerank) for indexes of 200k+ records;
+  ``IVFIndex``: k-means inverted lists, kept for comparison.
 - ``knn_shapley``: exact KNN-Shapley values of training records against a validation set (epoch valuation).
 - ``representation_similarity``: the embedding-similarity baseline; ``collapse_duplicates``: one credit per cluster.
 """
 
 from attribution.engine.gradient import GradientIndex, IndexMismatch
-from attribution.engine.search import TopK, top_k_inner_product
+from attribution.engine.search import Int8Index, IVFIndex, TopK, top_k_inner_product
 from attribution.engine.spans import Span, SpanIndex
 from attribution.engine.valuation import collapse_duplicates, knn_shapley, representation_similarity
 
 __all__ = [
     "GradientIndex",
+    "IVFIndex",
+    "Int8Index",
     "IndexMismatch",
     "Span",
     "SpanIndex",

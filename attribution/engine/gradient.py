@@ -21,13 +21,15 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from attribution.engine.projection import DENSE_LIMIT, BlockProjector
-from attribution.engine.search import TopK, top_k_inner_product
+from attribution.engine.search import Int8Index, TopK, top_k_inner_product
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
 
 FORMAT_VERSION = 1
+# At or above this many records, search(approximate="auto") uses the int8 index (exact below it).
+APPROXIMATE_MIN_ROWS = 200_000
 
 
 class IndexMismatch(ValueError):
@@ -163,6 +165,8 @@ class GradientIndex:
         self.models: list[torch.nn.Module] = list(models) if models else []
         self.loss_fn = loss_fn
         self._projectors: list[_GradientProjector] | None = None
+        self._approx: Int8Index | None = None
+        self.approximate_calibration: dict[str, float] = {}
 
     @property
     def n_train(self) -> int:
@@ -309,12 +313,55 @@ class GradientIndex:
         """[n_test, n_train]; larger = that training record lowered that test loss more."""
         return self.query_vectors(test_inputs, test_targets) @ np.asarray(self.features).T
 
-    def top_k(self, test_inputs: Any, test_targets: Any, k: int, *, block_rows: int = 1 << 18) -> TopK:
-        """Best k training records per test example (indices and scores, best first), blockwise."""
-        return self.search(self.query_vectors(test_inputs, test_targets), k, block_rows=block_rows)
+    def top_k(
+        self,
+        test_inputs: Any,
+        test_targets: Any,
+        k: int,
+        *,
+        block_rows: int = 1 << 18,
+        approximate: bool | str = "auto",
+    ) -> TopK:
+        """Best k training records per test example (indices and scores, best first); see ``search``."""
+        return self.search(
+            self.query_vectors(test_inputs, test_targets), k, block_rows=block_rows, approximate=approximate
+        )
 
-    def search(self, query_vectors: np.ndarray, k: int, *, block_rows: int = 1 << 18) -> TopK:
+    def search(
+        self, query_vectors: np.ndarray, k: int, *, block_rows: int = 1 << 18, approximate: bool | str = "auto"
+    ) -> TopK:
+        """Top-k training records for preconditioned query vectors.
+
+        ``approximate=False`` scans every record (blockwise). ``True`` scans an int8 copy and reranks the best
+        candidates exactly (``approximate_index``, built and calibrated on first use); its scores are exact, but a
+        record that quantization pushes below the candidate cut can be missed. ``"auto"`` (default) is approximate at
+        ``APPROXIMATE_MIN_ROWS`` records and more, exact below.
+        """
+        if approximate not in ("auto", True, False):
+            raise ValueError(f"approximate must be 'auto', True or False, got {approximate!r}")
+        if approximate is True or (approximate == "auto" and self.n_train >= APPROXIMATE_MIN_ROWS):
+            return self.approximate_index().search(query_vectors, k)
         return top_k_inner_product(query_vectors, self.features, k, block_rows=block_rows)
+
+    def approximate_index(self, *, recall: float = 0.95, k: int = 50, n_calibration: int = 32) -> Int8Index:
+        """The int8 index over the features (n * dim bytes), built once and calibrated: its candidate count is the
+        smallest that reaches mean recall@k >= ``recall`` against exact search for queries made from random
+        training records' preconditioned gradients. ``approximate_calibration`` records what was reached."""
+        if self._approx is None:
+            index = Int8Index(self.features)
+            rng = np.random.default_rng(int(self.meta.get("seed", 0)) + 1)
+            rows = np.sort(rng.choice(self.n_train, min(n_calibration, self.n_train), replace=False))
+            phi = np.asarray(self.features[rows], dtype=np.float64)
+            queries = np.zeros_like(phi)
+            d = self.dim
+            n_models = len(self.preconditioners)
+            for m in range(n_models):
+                queries[:, m * d : (m + 1) * d] = phi[:, m * d : (m + 1) * d] @ self.preconditioners[m] / n_models
+            self.approximate_calibration = index.calibrate(
+                queries.astype(np.float32), k=min(k, self.n_train), target=recall
+            )
+            self._approx = index
+        return self._approx
 
     def self_scores(self, *, block_rows: int = 1 << 16) -> np.ndarray:
         """Self-influence phi_i (Phi^T Phi + lambda I)^-1 phi_i^T per record; high = suspicious."""

@@ -2,13 +2,17 @@
 
 1. Duplicates: a group of 20 records is uploaded 5 more times; the model is retrained and re-indexed. We report the
    group's share of positive attribution credit (per test query, positive scores normalized to sum to one, as in a
-   receipt) and its total KNN-Shapley value, before and after, raw and with `collapse_duplicates`.
+   receipt) and its total KNN-Shapley value, before and after, raw, with `collapse_duplicates`, and deduped before
+   indexing (what the platform does: records are clustered by an exact content hash, and the gradient index and the
+   KNN-Shapley values cover one representative per cluster). Two variants: the model trained on the raw upload,
+   copies included (only the index is deduped), and the training snapshot deduped as well.
 2. Poison: 50 copies of training images with wrong labels are injected; their KNN-Shapley values should be <= 0.
 Usage: python benchmarks/attribution/gaming.py
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,6 +37,43 @@ def receipt_shares(scores: np.ndarray) -> np.ndarray:
 def embed(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return model[1](model[0](x)).numpy() if isinstance(model, torch.nn.Sequential) else x.numpy()
+
+
+def content_clusters(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Cluster id per record: records with byte-identical inputs and label share one (the earliest's index)."""
+    first: dict[str, int] = {}
+    out = np.empty(len(x), dtype=np.int64)
+    xs, ys = x.numpy(), y.numpy()
+    for i in range(len(x)):
+        key = hashlib.sha256(xs[i].tobytes() + ys[i].tobytes()).hexdigest()
+        out[i] = first.setdefault(key, i)
+    return out
+
+
+def measure_deduped(
+    kind: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    group: np.ndarray,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    train_deduped: bool = False,
+) -> dict[str, float]:
+    """Index and value one representative per exact-content cluster; train on everything uploaded, or
+    (``train_deduped``) on the representatives too."""
+    reps = np.unique(content_clusters(x, y))  # the earliest member of each cluster
+    xr, yr = x[reps], y[reps]
+    model = digits.train(kind, xr, yr) if train_deduped else digits.train(kind, x, y)
+    suffix = "deduped_train" if train_deduped else "deduped"
+    index = GradientIndex.build(model, digits.per_example_loss, xr, yr, hessian="fisher", damping=0.1)
+    in_group = np.isin(reps, group)
+    values = knn_shapley(embed(model, xr), yr.numpy(), embed(model, x_test), y_test.numpy(), k=10)
+    return {
+        f"gradient_share_{suffix}": float(receipt_shares(index.scores(x_test, y_test))[:, in_group].sum(1).mean()),
+        f"knn_value_{suffix}": float(values[in_group].sum()),
+        "indexed_records": float(len(reps)),
+    }
 
 
 def measure(
@@ -75,6 +116,9 @@ def main() -> None:
     for kind in digits.MODEL_KINDS:
         before = measure(kind, x, y, clusters, group, x_test, y_test)
         after = measure(kind, x_dup, y_dup, clusters_dup, group, x_test, y_test)
+        before |= measure_deduped(kind, x, y, group, x_test, y_test)
+        after |= measure_deduped(kind, x_dup, y_dup, group, x_test, y_test)
+        after |= measure_deduped(kind, x_dup, y_dup, group, x_test, y_test, train_deduped=True)
         rows[kind] = {f"before_{k}": v for k, v in before.items()} | {f"after_{k}": v for k, v in after.items()}
         poison = rng.choice(len(x), 50, replace=False)
         x_p = torch.cat([x, x[poison]])
@@ -93,14 +137,22 @@ def main() -> None:
     out = digits.OUT / "gaming.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
-    print("\n| model | measure | before copies | after 5 copies, raw | after, collapsed | collapsed / before |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "\n| model | measure | before copies | after 5 copies, raw | raw / before | after, collapsed | "
+        "collapsed / before | after, index deduped | / before | after, training and index deduped | / before |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind, r in rows.items():
         for name, label in (("gradient_share", "group share of receipt credit"), ("knn_value", "group KNN-Shapley")):
-            before = r[f"before_{name}_collapsed"]
+            # "before" is the same measurement for every column: no copies exist, so all three ways agree.
+            before = r[f"before_{name}_deduped"]
+            raw, collapsed, deduped, both = (
+                r[f"after_{name}_{v}"] for v in ("raw", "collapsed", "deduped", "deduped_train")
+            )
             print(
-                f"| {kind} | {label} | {before:.4f} | {r[f'after_{name}_raw']:.4f} | "
-                f"{r[f'after_{name}_collapsed']:.4f} | {r[f'after_{name}_collapsed'] / before:.2f} |"
+                f"| {kind} | {label} | {before:.4f} | {raw:.4f} | {raw / before:.2f}x | {collapsed:.4f} | "
+                f"{collapsed / before:.2f}x | {deduped:.4f} | {deduped / before:.2f}x | {both:.4f} | "
+                f"{both / before:.2f}x |"
             )
     print(
         "\n| model | injected flipped records valued <= 0 | their mean KNN value | clean mean | "
