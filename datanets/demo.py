@@ -82,11 +82,13 @@ def drug_conditions(split: str = "train", limit: int = 300) -> list[dict[str, st
         if not condition or not drug or "users found this comment helpful" in condition:
             continue
         review = _review_text(row)
-        rows.append({
-            "question": f"What condition was {drug} taken for?",
-            "answer": f"{drug} was taken for {condition}.",
-            "context": review[:600],
-        })
+        rows.append(
+            {
+                "question": f"What condition was {drug} taken for?",
+                "answer": f"{drug} was taken for {condition}.",
+                "context": review[:600],
+            }
+        )
         if len(rows) >= limit:
             break
     return rows
@@ -143,11 +145,17 @@ def load_qa_demo(users: dict[str, User]) -> Datanet:
     if existing is not None:
         return existing
     datanet = services.datanet_create(
-        owner=users["owner"], title="Drug conditions Q&A", slug=QA_SLUG, domain="medical",
+        owner=users["owner"],
+        title="Drug conditions Q&A",
+        slug=QA_SLUG,
+        domain="medical",
         description="Which condition a medication was taken for, answered from patient reviews (UCI Drug Review "
         "dataset, CC BY 4.0). Question/answer records for generative models.",
-        license="CC-BY-4.0", guidelines="Answer with the condition named in the review, in one sentence.",
-        record_kind="qa", approvals_needed=2, rejections_needed=2,
+        license="CC-BY-4.0",
+        guidelines="Answer with the condition named in the review, in one sentence.",
+        record_kind="qa",
+        approvals_needed=2,
+        rejections_needed=2,
         curators=[users["curator1"], users["curator2"]],
     )
     records = drug_conditions()
@@ -162,7 +170,6 @@ def load_qa_demo(users: dict[str, User]) -> Datanet:
 def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
     from models_factory.models import CreditAccount
     from models_factory.services import credits_grant
-
     from settlement.demo import load_settlement_demo
 
     users = demo_users()

@@ -660,7 +660,9 @@ def _band_candidates(datanet_id: int, keys: list[int]) -> list[tuple[int, int]]:
     for start in range(0, len(keys), 5000):
         chunk = keys[start : start + 5000]
         out.extend(
-            RecordBand.objects.filter(datanet_id_ref=datanet_id, band_key__in=chunk).values_list("band_key", "record_id")
+            RecordBand.objects.filter(datanet_id_ref=datanet_id, band_key__in=chunk).values_list(
+                "band_key", "record_id"
+            )
         )
     return out
 

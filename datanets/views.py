@@ -44,7 +44,10 @@ class DatanetForm(forms.ModelForm):
             "is_public",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3}), "guidelines": forms.Textarea(attrs={"rows": 4})}
-        labels = {"near_dup_threshold": "Near-duplicate threshold", "is_public": "Public (anyone signed in may contribute)"}
+        labels = {
+            "near_dup_threshold": "Near-duplicate threshold",
+            "is_public": "Public (anyone signed in may contribute)",
+        }
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

@@ -401,7 +401,9 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     started = time.perf_counter()
     try:
         if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
-            ((label, probs),) = serving_cache.classifier(str(artifact_local_path(version.artifact_location))).predict([text])
+            ((label, probs),) = serving_cache.classifier(str(artifact_local_path(version.artifact_location))).predict(
+                [text]
+            )
             output: dict[str, Any] = {"label": label, "probabilities": probs}
             tokens_in, tokens_out = 0, 0
         else:

@@ -153,14 +153,15 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "samples": v.metrics.get("samples", []),
             "is_builder": request.user.is_authenticated and v.ml_model.builder_id == request.user.pk,
             "balance": account.balance if account else 0,
-        "attribution_index": attribution_index,
-        "valuation_job": valuation_job,
-        "n_flags": n_flags,
+            "attribution_index": attribution_index,
+            "valuation_job": valuation_job,
+            "n_flags": n_flags,
             "scalar_metrics": {k: val for k, val in v.metrics.items() if isinstance(val, (int, float))},
-        "hyperparameters": {
-            k: val for k, val in v.hyperparameters.items()
-            if val is not None and (v.method == "lora" or not k.startswith("lora_"))
-        },
+            "hyperparameters": {
+                k: val
+                for k, val in v.hyperparameters.items()
+                if val is not None and (v.method == "lora" or not k.startswith("lora_"))
+            },
         },
     )
 

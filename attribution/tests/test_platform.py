@@ -44,8 +44,9 @@ def labeled(n: int, flip: set[int] = frozenset()) -> list[dict[str, str]]:
 def trained_classifier(records, validation_percent: int = 10):
     datanet, snapshot = snapshot_with(records, labels=["negative", "positive"], validation_percent=validation_percent)
     model = mf.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="S")
-    run = mf.training_run_create(actor=datanet.owner, ml_model=model, snapshot=snapshot,
-                                 hyperparameters={"epochs": 3, "max_length": 32})
+    run = mf.training_run_create(
+        actor=datanet.owner, ml_model=model, snapshot=snapshot, hyperparameters={"epochs": 3, "max_length": 32}
+    )
     mf.training_run_execute(job_id=str(run.job_id))
     version = ModelVersion.objects.get(run=run)
     mf.version_deploy(actor=datanet.owner, version=version, deployed=True)
@@ -135,8 +136,13 @@ def test_generative_receipt_credits_verbatim_spans():
     records = qa_records(12)
     datanet, snapshot = snapshot_with(records, record_kind="qa", labels=[])
     model = mf.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="QA")
-    run = mf.training_run_create(actor=datanet.owner, ml_model=model, snapshot=snapshot, base_model="tiny",
-                                 hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 48})
+    run = mf.training_run_create(
+        actor=datanet.owner,
+        ml_model=model,
+        snapshot=snapshot,
+        base_model="tiny",
+        hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 48},
+    )
     mf.training_run_execute(job_id=str(run.job_id))
     version = ModelVersion.objects.get(run=run)
     mf.version_deploy(actor=datanet.owner, version=version, deployed=True)

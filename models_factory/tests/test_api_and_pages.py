@@ -26,11 +26,17 @@ def test_train_deploy_and_infer_through_the_api_and_pages(client):
     api = token_client(builder)
     model = api.post("/api/ml-models/", {"name": "Sentiment", "datanet_slug": datanet.slug}, format="json")
     assert model.status_code == 201 and model.json()["kind"] == "classifier"
-    bad = api.post("/api/training-runs/", {"model": "sentiment", "snapshot": snapshot.pk,
-                                            "hyperparameters": {"batch_size": 0}}, format="json")
+    bad = api.post(
+        "/api/training-runs/",
+        {"model": "sentiment", "snapshot": snapshot.pk, "hyperparameters": {"batch_size": 0}},
+        format="json",
+    )
     assert bad.status_code == 400 and "batch_size must be between 1 and 4096" in bad.json()["detail"]
-    run = api.post("/api/training-runs/", {"model": "sentiment", "snapshot": snapshot.pk,
-                                            "hyperparameters": {"epochs": 2, "max_length": 32}}, format="json")
+    run = api.post(
+        "/api/training-runs/",
+        {"model": "sentiment", "snapshot": snapshot.pk, "hyperparameters": {"epochs": 2, "max_length": 32}},
+        format="json",
+    )
     assert run.status_code == 202 and run.json()["job"]["status"] == "queued"
     services.training_run_execute(job_id=run.json()["job"]["id"])
     detail = api.get(f"/api/training-runs/{run.json()['id']}/").json()
@@ -39,14 +45,20 @@ def test_train_deploy_and_infer_through_the_api_and_pages(client):
     consumer = token_client(UserFactory())
     undeployed = consumer.post(f"/api/models/{version_id}/infer/", {"text": "great"}, format="json")
     assert undeployed.status_code == 409 and "not deployed" in undeployed.json()["detail"]
-    assert api.post(f"/api/models/{version_id}/deploy/", {"deployed": True, "price_credits": 2}, format="json").json()["deployed"]
+    assert api.post(f"/api/models/{version_id}/deploy/", {"deployed": True, "price_credits": 2}, format="json").json()[
+        "deployed"
+    ]
     broke = consumer.post(f"/api/models/{version_id}/infer/", {"text": "great"}, format="json")
     assert broke.status_code == 400 and broke.json()["code"] == "insufficient_credit"
 
     version = ModelVersion.objects.get(pk=version_id)
     client.force_login(builder)
-    for url in (reverse("models_factory:list"), version.ml_model.get_absolute_url(), version.get_absolute_url(),
-                reverse("models_factory:run", args=[run.json()["id"]])):
+    for url in (
+        reverse("models_factory:list"),
+        version.ml_model.get_absolute_url(),
+        version.get_absolute_url(),
+        reverse("models_factory:run", args=[run.json()["id"]]),
+    ):
         page = client.get(url)
         assert page.status_code == 200, url
     card = client.get(version.get_absolute_url()).content.decode()
@@ -59,8 +71,9 @@ def test_train_deploy_and_infer_through_the_api_and_pages(client):
 def test_consumer_with_credit_gets_a_prediction_via_api_key():
     datanet, snapshot = snapshot_with(sentiment_records(), labels=["negative", "positive"])
     model = services.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="S")
-    run = services.training_run_create(actor=datanet.owner, ml_model=model, snapshot=snapshot,
-                                       hyperparameters={"epochs": 1, "max_length": 32})
+    run = services.training_run_create(
+        actor=datanet.owner, ml_model=model, snapshot=snapshot, hyperparameters={"epochs": 1, "max_length": 32}
+    )
     services.training_run_execute(job_id=str(run.job_id))
     version = ModelVersion.objects.get(run=run)
     services.version_deploy(actor=datanet.owner, version=version, deployed=True)

@@ -17,7 +17,10 @@ def test_worker_killed_mid_training_resumes_from_checkpoint_and_registers_once(w
     datanet, snapshot = snapshot_with(qa_records(16), record_kind="qa", labels=[])
     model = services.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="QA")
     run = services.training_run_create(
-        actor=datanet.owner, ml_model=model, snapshot=snapshot, base_model="tiny",
+        actor=datanet.owner,
+        ml_model=model,
+        snapshot=snapshot,
+        base_model="tiny",
         hyperparameters={"epochs": 100, "batch_size": 1, "max_length": 64, "checkpoint_every": 10},
     )
 
@@ -38,5 +41,3 @@ def test_worker_killed_mid_training_resumes_from_checkpoint_and_registers_once(w
     assert job.attempts >= 2
     assert job.result["resumed_from_step"] and job.result["resumed_from_step"] >= 10
     assert ModelVersion.objects.filter(run=run).count() == 1
-
-
