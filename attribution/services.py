@@ -129,9 +129,10 @@ def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tupl
     emb = torch.from_numpy(embed_texts(predictor, texts))
     head = _head(predictor)
     n_params = sum(p.numel() for p in head.parameters())
-    # Chosen by benchmarks/attribution/lds.py: the exact Fisher preconditioner with a wide projection gave the best
-    # LDS on classifier heads; a head is small, so its extra gradient pass per class is cheap.
-    params = {"proj_dim": min(1024, n_params), "seed": 0, "damping": 0.1, "hessian": "fisher"}
+    # Chosen by benchmarks/attribution/lds.py and lds_reviews.py: a head is small enough to keep its raw gradients
+    # (projection "auto" skips projecting up to 4,096 parameters) with the exact Fisher and damping 1.0: LDS 0.939 on
+    # a MiniLM head over the drug reviews, 0.881 on digits logistic regression (pyDVL 0.860).
+    params = {"proj_dim": min(1024, n_params), "seed": 0, "damping": 1.0, "hessian": "fisher", "projection": "auto"}
     index = GradientIndex.build(head, _cross_entropy, emb, targets, progress=progress, **params)
     return index, params
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from attribution.engine.projection import DENSE_LIMIT, BlockProjector
+from attribution.engine.projection import DENSE_LIMIT, IDENTITY_MAX_PARAMS, BlockProjector, block_size_total
 from attribution.engine.search import Int8Index, TopK, top_k_inner_product
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
@@ -209,6 +209,10 @@ class GradientIndex:
         exact Fisher / Gauss-Newton matrix of a classifier whose outputs are [batch, classes] logits:
         sum_i sum_c p_ic phi_i(c)^T phi_i(c), with phi_i(c) the gradient for label c. It costs one extra gradient
         pass per class and, on the digits benchmark, raises LDS (see benchmarks/attribution/lds.py).
+        ``projection="none"`` keeps the raw per-example gradients (proj_dim becomes the trainable parameter count);
+        ``"auto"`` does so when the model has at most ``IDENTITY_MAX_PARAMS`` trainable parameters or no more than
+        ``proj_dim``, and otherwise projects each block (dense Rademacher, or a count sketch for large blocks).
+        ``"rademacher"`` / ``"countsketch"`` force one random projection for every block.
         """
         if hessian not in {"empirical", "fisher"}:
             raise ValueError(f"unknown hessian {hessian!r}: use 'empirical' or 'fisher'")
@@ -218,6 +222,12 @@ class GradientIndex:
         blocks = trainable_blocks(checkpoints[0])
         if not blocks:
             raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
+        if projection not in {"auto", "rademacher", "countsketch", "none"}:
+            raise ValueError(f"unknown projection {projection!r}: use 'auto', 'rademacher', 'countsketch' or 'none'")
+        n_params = block_size_total(blocks)
+        if projection == "none" or (projection == "auto" and n_params <= max(IDENTITY_MAX_PARAMS, proj_dim)):
+            # Stored as "none" (not "auto") so that a saved index rebuilds the same projector whatever the threshold.
+            projection, proj_dim = "none", n_params
         fingerprint = blocks_fingerprint(blocks)
         for m in checkpoints[1:]:
             if blocks_fingerprint(trainable_blocks(m)) != fingerprint:

@@ -4,7 +4,10 @@ Each trainable parameter block gets its own projection, derived from the seed an
 does not depend on the order the blocks were created in and no single dense matrix over all parameters is needed.
 Small blocks use a dense Rademacher matrix (best JL quality); blocks whose dense matrix would exceed
 ``dense_limit`` entries use a count sketch (a signed hash into the k buckets), which costs O(block size) memory and
-time per example instead of O(block size * k).
+time per example instead of O(block size * k). ``kind="none"`` is the identity: the features are the raw per-example
+gradients, concatenated block by block (``dim`` must then be the trainable parameter count); ``GradientIndex.build``
+picks it for small models (at most ``IDENTITY_MAX_PARAMS`` trainable parameters), where a projection only loses
+information.
 """
 
 from __future__ import annotations
@@ -15,11 +18,24 @@ from collections.abc import Mapping, Sequence
 import torch
 
 DENSE_LIMIT = 1 << 22
+# GradientIndex.build(projection="auto") keeps the raw gradients (no projection) at or below this many parameters.
+IDENTITY_MAX_PARAMS = 4096
 
 
 def _block_seed(seed: int, name: str) -> int:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def block_size_total(blocks: Sequence[tuple[str, tuple[int, ...]]]) -> int:
+    """The number of parameters in ``blocks``."""
+    total = 0
+    for _, shape in blocks:
+        size = 1
+        for s in shape:
+            size *= int(s)
+        total += size
+    return total
 
 
 class BlockProjector:
@@ -36,8 +52,12 @@ class BlockProjector:
     ) -> None:
         if dim < 1:
             raise ValueError(f"projection dim must be at least 1, got {dim}")
-        if kind not in {"auto", "rademacher", "countsketch"}:
-            raise ValueError(f"unknown projection kind {kind!r}: use 'auto', 'rademacher' or 'countsketch'")
+        if kind not in {"auto", "rademacher", "countsketch", "none"}:
+            raise ValueError(f"unknown projection kind {kind!r}: use 'auto', 'rademacher', 'countsketch' or 'none'")
+        if kind == "none" and dim != block_size_total(blocks):
+            raise ValueError(
+                f"projection 'none' keeps every parameter: dim must be {block_size_total(blocks)}, got {dim}"
+            )
         self.dim = dim
         self.seed = seed
         self.dtype = dtype
@@ -49,6 +69,9 @@ class BlockProjector:
             size = 1
             for s in shape:
                 size *= int(s)
+            if kind == "none":
+                self.kinds[name] = "none"
+                continue
             generator = torch.Generator().manual_seed(_block_seed(seed, name))
             use_dense = kind == "rademacher" or (kind == "auto" and size * dim <= dense_limit)
             if use_dense:
@@ -63,6 +86,8 @@ class BlockProjector:
                 self.kinds[name] = "countsketch"
 
     def __call__(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.kinds and all(kind == "none" for kind in self.kinds.values()):
+            return torch.cat([grads[name].reshape(grads[name].shape[0], -1).to(self.dtype) for name in self.kinds], 1)
         out: torch.Tensor | None = None
         for name, kind in self.kinds.items():
             g = grads[name]

@@ -117,18 +117,23 @@ def main() -> None:
         print(f"ground truth: 2 x 100 retrained models in {time.perf_counter() - started:.1f} s")
     data = torch.load(data_path, weights_only=True)
     subsets = data["subsets"].numpy()
-    grid: list[dict[str, object]] = [{"proj_dim": d, "damping": 1.0} for d in (256, 1024)]
-    grid += [{"proj_dim": d, "damping": 0.1, "hessian": "fisher"} for d in (256, 1024, 2048)]
+    # Both digits models are below IDENTITY_MAX_PARAMS, so projection="auto" would not project: force a projection.
+    projected = {"projection": "rademacher"}
+    grid: list[dict[str, object]] = [{"proj_dim": d, "damping": 1.0, **projected} for d in (256, 1024)]
+    grid += [{"proj_dim": d, "damping": 0.1, "hessian": "fisher", **projected} for d in (256, 1024, 2048)]
+    # No projection: the raw per-example gradients (what projection="auto" picks for <= 4096 parameters).
+    grid += [{"projection": "none", "damping": d, "hessian": "fisher"} for d in (0.001, 0.01, 0.1, 0.3, 1.0, 3.0)]
+    # --ours: only our method; the reference rows are reused from the last full run's lds.json.
     only_ours = "--ours" in sys.argv
+    stored = json.loads((OUT / "lds.json").read_text()) if only_ours and (OUT / "lds.json").exists() else []
     rows: list[dict[str, object]] = []
     for kind in digits.MODEL_KINDS:
         gt = data[f"gt_{kind}"].numpy()
         params = sum(p.numel() for p in digits.make_model(kind).parameters())
         for options in grid:
             scores, seconds = ours(data, kind, **options)
-            label = (
-                f"ours {options.get('hessian', 'empirical')} proj {options['proj_dim']} damping {options['damping']}"
-            )
+            proj = "no proj" if options.get("projection") == "none" else f"proj {options['proj_dim']}"
+            label = f"ours {options.get('hessian', 'empirical')} {proj} damping {options['damping']}"
             rows.append(
                 {
                     "model": kind,
@@ -139,6 +144,11 @@ def main() -> None:
                 }
             )
         if only_ours:
+            rows += [
+                {**r, "note": r["note"] if str(r["note"]).startswith("stored") else f"stored: {r['note']}"}
+                for r in stored
+                if r["model"] == kind and not str(r["method"]).startswith("ours")
+            ]
             continue
         for label, env, runner, extra in REFERENCES:
             scores_ref, seconds, info = reference(label, env, runner, extra, data_path, kind)

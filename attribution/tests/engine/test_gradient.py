@@ -90,17 +90,18 @@ def test_only_trainable_parameters_are_indexed() -> None:
 
 def test_build_is_deterministic_given_the_seed(tmp_path: Path) -> None:
     model, x, y = head_problem()
-    a = GradientIndex.build(model, cross_entropy, x, y, proj_dim=8, seed=3, batch_size=7)
-    b = GradientIndex.build(model, cross_entropy, x, y, proj_dim=8, seed=3, batch_size=30)
-    c = GradientIndex.build(model, cross_entropy, x, y, proj_dim=8, seed=4)
+    options = {"proj_dim": 8, "projection": "rademacher"}
+    a = GradientIndex.build(model, cross_entropy, x, y, seed=3, batch_size=7, **options)
+    b = GradientIndex.build(model, cross_entropy, x, y, seed=3, batch_size=30, **options)
+    c = GradientIndex.build(model, cross_entropy, x, y, seed=4, **options)
     np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-7)
     assert not np.allclose(a.features, c.features)
 
 
 def test_count_sketch_projection_is_deterministic_and_preserves_norms() -> None:
     model, x, y = head_problem(n=50)
-    a = GradientIndex.build(model, cross_entropy, x, y, proj_dim=64, dense_limit=0)
-    b = GradientIndex.build(model, cross_entropy, x, y, proj_dim=64, dense_limit=0)
+    a = GradientIndex.build(model, cross_entropy, x, y, proj_dim=64, projection="countsketch")
+    b = GradientIndex.build(model, cross_entropy, x, y, proj_dim=64, projection="countsketch")
     assert set(a.meta["blocks"][0][0:1]) == {"2.weight"}
     np.testing.assert_array_equal(a.features, b.features)
     exact = GradientIndex.build(model, cross_entropy, x, y, proj_dim=27, projection="rademacher")
@@ -247,3 +248,35 @@ def test_fisher_preconditioner_is_the_gauss_newton_matrix_of_softmax_cross_entro
     r = np.vstack([projector._dense["weight"].numpy(), projector._dense["bias"].numpy()])
     lam = index.meta["lambdas"][0]
     np.testing.assert_allclose(np.linalg.inv(index.preconditioners[0]), r.T @ ggn @ r + lam * np.eye(16), atol=1e-8)
+
+
+def test_identity_projection_keeps_the_raw_gradients(tmp_path: Path) -> None:
+    model, x, y = head_problem(n=40)  # 8 * 3 + 3 = 27 trainable parameters
+    none = GradientIndex.build(model, cross_entropy, x[:30], y[:30], projection="none", hessian="fisher", seed=1)
+    auto = GradientIndex.build(model, cross_entropy, x[:30], y[:30], proj_dim=8, hessian="fisher", seed=2, batch_size=7)
+    assert none.dim == auto.dim == 27 and none.meta["projection"] == auto.meta["projection"] == "none"
+    np.testing.assert_allclose(none.features, auto.features, rtol=1e-5, atol=1e-7)  # no seed dependence
+    hidden = torch.tanh(model[0](x[:30])).detach()
+    probs = torch.softmax(model(x[:30]), 1).detach()
+    onehot = torch.nn.functional.one_hot(y[:30], 3).float()
+    expected = torch.cat([((probs - onehot)[:, :, None] * hidden[:, None, :]).reshape(30, -1), probs - onehot], 1)
+    np.testing.assert_allclose(none.features, expected.numpy(), rtol=1e-4, atol=1e-6)
+    none.save(tmp_path / "idx")
+    loaded = GradientIndex.load(tmp_path / "idx", model, cross_entropy)
+    assert loaded.meta["projection"] == "none"
+    np.testing.assert_array_equal(loaded.scores(x[30:], y[30:]), none.scores(x[30:], y[30:]))
+
+
+def test_auto_projects_models_above_the_identity_threshold() -> None:
+    from attribution.engine.projection import IDENTITY_MAX_PARAMS
+
+    model = torch.nn.Linear(IDENTITY_MAX_PARAMS // 4, 4)  # just above the threshold (bias included)
+    x, y = torch.randn(6, IDENTITY_MAX_PARAMS // 4), torch.randint(0, 4, (6,))
+    index = GradientIndex.build(model, cross_entropy, x, y, proj_dim=16)
+    assert index.dim == 16 and index.meta["projection"] == "auto"
+    bigger_dim = GradientIndex.build(model, cross_entropy, x, y, proj_dim=IDENTITY_MAX_PARAMS + 4)
+    assert bigger_dim.meta["projection"] == "none" and bigger_dim.dim == IDENTITY_MAX_PARAMS + 4
+    with pytest.raises(ValueError, match="unknown projection"):
+        GradientIndex.build(model, cross_entropy, x, y, projection="gaussian")
+    with pytest.raises(ValueError, match="dim must be"):
+        BlockProjector([("w", (2, 3))], 4, kind="none")
