@@ -104,3 +104,15 @@ def settle_chain(node: Node, settings: Any) -> Iterator[Web3]:
     if node.kind == "anvil":  # a failed test must not leave the shared node without automine
         web3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     onchain.forget_connections()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_worker(request: pytest.FixtureRequest) -> None:
+    """Settlement tests settle in-process on their own chain. A worker left running by an earlier test would take
+    the same queued settle job and run it against its own chain, racing the test, so it is stopped first (tests that
+    want a worker ask for one, and it starts again when they do)."""
+    if {"worker", "chain_worker", "stopped_worker"} & set(request.fixturenames):
+        return
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("worker_process").stop()
