@@ -373,12 +373,15 @@ def receipt_create(*, inference: Inference) -> Receipt | None:
         )
         if created:
             total = sum(max(t["score"], 0) for t in body["top_k"]) or 1.0
+            contributor_of = dict(
+                Record.objects.filter(pk__in=[t["record"] for t in body["top_k"]]).values_list("pk", "contributor_id")
+            )
             Citation.objects.bulk_create(
                 [
                     Citation(
                         receipt=receipt,
                         record_id=t["record"],
-                        contributor_id=_user_id(t["contributor"]),
+                        contributor_id=contributor_of[t["record"]],
                         rank=i,
                         score=t["score"],
                         credit_ppm=int(PPM * max(t["score"], 0) / total),
@@ -387,12 +390,6 @@ def receipt_create(*, inference: Inference) -> Receipt | None:
                 ]
             )
     return receipt
-
-
-def _user_id(username: str) -> int:
-    from accounts.models import User
-
-    return User.objects.only("pk").get(username=username).pk
 
 
 def receipt_get(receipt_id_: str) -> Receipt:

@@ -152,6 +152,9 @@ class Upload(models.Model):
     received = models.BigIntegerField(default=0)
     column_map = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    contribution = models.ForeignKey(
+        "Contribution", null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

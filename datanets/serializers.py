@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from accounts.models import User
 from datanets.models import Contribution, Datanet, Job, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
+from datanets.services import DATANET_FIELDS
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -51,17 +52,7 @@ class DatanetSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "slug",
-            "title",
-            "domain",
-            "description",
-            "license",
-            "guidelines",
-            "record_kind",
-            "labels",
-            "approvals_needed",
-            "rejections_needed",
-            "near_dup_threshold",
-            "is_public",
+            *DATANET_FIELDS,
             "owner",
             "curators",
             "curator_usernames",

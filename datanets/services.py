@@ -26,7 +26,7 @@ from datanets.ingest.manifest import merkle_root_sha256
 from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, band_keys, jaccard_estimate, lsh_params
 from datanets.ingest.parsers import FileError, detect_format, iter_rows
 from datanets.ingest.schema import RecordError, validate_record
-from datanets.jobs import JobProgress, job_create, job_enqueue, job_run, job_succeed
+from datanets.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from datanets.models import (
     Contribution,
     Datanet,
@@ -258,15 +258,17 @@ class ContributionResult:
 
 def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
     with transaction.atomic():
-        upload = Upload.objects.select_for_update().select_related("datanet").filter(pk=upload_id, user=user).first()
+        upload = (
+            Upload.objects.select_for_update()
+            .select_related("datanet", "contribution")
+            .filter(pk=upload_id, user=user)
+            .first()
+        )
         if upload is None:
             raise NotFound("No such upload among yours: start the upload again.")
         if upload.status == Upload.Status.COMPLETE:
-            existing = Contribution.objects.filter(
-                datanet=upload.datanet, file_sha256=upload.column_map.get("__sha", "")
-            ).first()
-            if existing:
-                return ContributionResult(existing, False)
+            if upload.contribution is not None:
+                return ContributionResult(upload.contribution, False)
             raise Conflict("This upload is already complete.")
         if upload.received != upload.size:
             raise Conflict(
@@ -283,8 +285,8 @@ def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
             column_map=upload.column_map,
         )
         upload.status = Upload.Status.COMPLETE
-        upload.column_map = {**upload.column_map, "__sha": result.contribution.file_sha256}
-        upload.save(update_fields=["status", "column_map", "updated_at"])
+        upload.contribution = result.contribution
+        upload.save(update_fields=["status", "contribution", "updated_at"])
     part.unlink(missing_ok=True)
     return result
 
@@ -456,8 +458,6 @@ def _ingest_message(c: Contribution) -> str:
 
 
 def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "") -> None:
-    from datanets.jobs import job_fail
-
     status = Contribution.Status.FAILED if error and contribution.rows_seen == 0 else Contribution.Status.DONE
     Contribution.objects.filter(pk=contribution.pk).update(status=status, error=error)
     contribution.refresh_from_db()
