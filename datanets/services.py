@@ -258,12 +258,7 @@ class ContributionResult:
 
 def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
     with transaction.atomic():
-        upload = (
-            Upload.objects.select_for_update()
-            .select_related("datanet", "contribution")
-            .filter(pk=upload_id, user=user)
-            .first()
-        )
+        upload = Upload.objects.select_for_update().select_related("datanet").filter(pk=upload_id, user=user).first()
         if upload is None:
             raise NotFound("No such upload among yours: start the upload again.")
         if upload.status == Upload.Status.COMPLETE:
