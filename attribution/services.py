@@ -37,6 +37,10 @@ JOB_TASKS["attribution_index"] = "attribution.build_index"
 JOB_TASKS["valuation"] = "attribution.value_epoch"
 
 TOP_K = 16
+# Valuation flags: each signal sends at most this fraction of the training records to curators.
+FLAG_TAIL = 0.05
+# ...and the cross-fitted label check only where another label wins by at least this much probability.
+MARGIN_MIN = 0.5
 SPAN_MIN_TOKENS = 6
 PPM = 1_000_000
 RECEIPT_FORMAT = "datanets-receipt-v1"
@@ -114,7 +118,8 @@ def _head(predictor: Any) -> Any:
     return head
 
 
-def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tuple[Any, dict[str, Any]]:
+def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tuple[Any, dict[str, Any], np.ndarray]:
+    """The gradient index, its parameters, and the training records' embeddings (the valuation reuses them)."""
     import torch
 
     from attribution.engine import GradientIndex
@@ -126,7 +131,8 @@ def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tupl
     label_index = {label: i for i, label in enumerate(predictor.labels)}
     texts = [data["text"] for _, _, _, data in entries]
     targets = torch.tensor([label_index[data["label"]] for _, _, _, data in entries])
-    emb = torch.from_numpy(embed_texts(predictor, texts))
+    emb_np = embed_texts(predictor, texts)
+    emb = torch.from_numpy(emb_np)
     head = _head(predictor)
     n_params = sum(p.numel() for p in head.parameters())
     # Chosen by benchmarks/attribution/lds.py and lds_reviews.py: a head is small enough to keep its raw gradients
@@ -134,7 +140,7 @@ def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tupl
     # a MiniLM head over the drug reviews, 0.881 on digits logistic regression (pyDVL 0.860).
     params = {"proj_dim": min(1024, n_params), "seed": 0, "damping": 1.0, "hessian": "fisher", "projection": "auto"}
     index = GradientIndex.build(head, _cross_entropy, emb, targets, progress=progress, **params)
-    return index, params
+    return index, params, emb_np
 
 
 # --- Generative pieces ----------------------------------------------------------------------------------------
@@ -193,10 +199,12 @@ def _index_build(job: Job) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         if record.method == "gradient":
-            index, params = _build_classifier_index(
+            index, params, embeddings = _build_classifier_index(
                 version, progress=lambda done, total: progress.update(done, total=total, message="Projecting gradients")
             )
             index.save(folder / "gradient")
+            # Kept beside the index: the epoch valuation reads them instead of running the encoder again.
+            np.save(folder / "embeddings.npy", embeddings)
             bad = index.bad_records
         else:
             index, params = _build_span_index(version)
@@ -404,7 +412,7 @@ def receipt_recompute(receipt_id_: str) -> tuple[dict[str, Any], str]:
     receipt = receipt_get(receipt_id_)
     version, inference = receipt.version, receipt.inference
     if receipt.method == "gradient":
-        index, _ = _build_classifier_index(version)
+        index, _, _ = _build_classifier_index(version)
         extra = {"predictor": _predictor(version)}
     else:
         index, _ = _build_span_index(version)
@@ -430,38 +438,54 @@ def valuation_run(*, job_id: str) -> None:
 
 def _valuation(job: Job) -> None:
     from attribution.engine import knn_shapley
+    from attribution.engine.crossfit import cross_fit
 
     version = ModelVersion.objects.select_related("ml_model").get(pk=job.target_id)
     if version.ml_model.kind != MLModel.Kind.CLASSIFIER:
         job_succeed(job=job, message="Epoch valuation covers classifiers; generative versions are credited by spans")
         return
-    progress = JobProgress(job, total=3, unit="steps")
+    progress = JobProgress(job, total=4, unit="steps")
     predictor = _predictor(version)
     entries = _train_entries(version)
     val = _validation_entries(version)
     if len(entries) < 2 or not val:
         job_fail(job=job, error="Valuation needs at least two training records and a validation split.")
         return
-    train_emb = embed_texts(predictor, [d["text"] for *_, d in entries])
+    record = AttributionIndex.objects.filter(version=version, status=AttributionIndex.Status.READY).first()
+    train_emb = None
+    if record is not None and (Path(record.path) / "embeddings.npy").exists():
+        stored = np.load(Path(record.path) / "embeddings.npy")
+        ids = np.load(Path(record.path) / "record_ids.npy")
+        if len(stored) == len(entries) and [e[0] for e in entries] == ids.tolist():
+            train_emb = stored
+    if train_emb is None:
+        train_emb = embed_texts(predictor, [d["text"] for *_, d in entries])
     val_emb = embed_texts(predictor, [d["text"] for d in val])
     labels = {label: i for i, label in enumerate(predictor.labels)}
     train_y = np.array([labels[d["label"]] for *_, d in entries])
     val_y = np.array([labels[d["label"]] for d in val])
     progress.update(1, message="KNN-Shapley", force=True)
     values = knn_shapley(train_emb, train_y, val_emb, val_y, k=min(5, len(entries)))
-    progress.update(2, message="Self-influence", force=True)
+    progress.update(2, message="Cross-fitted label check", force=True)
+    crossfit = cross_fit(train_emb, train_y, n_classes=len(predictor.labels))
+    progress.update(3, message="Self-influence", force=True)
     self_inf: np.ndarray | None = None
-    record = AttributionIndex.objects.filter(version=version, status=AttributionIndex.Status.READY).first()
     if record is not None:
         index, _ = _load_index(version, record)
         self_inf = index.self_scores()
-    # Noisy real data has many slightly negative values; curators get the clearly harmful tail, not a quarter of it.
-    harmful_cut = float(np.percentile(values, 10))
-    # A value far below the rest (robust z-score over 3) marks a record that helps much less than its peers: how a
-    # flipped label inside a cluster of correct ones shows up even when its value stays just above zero.
+    n = len(entries)
+    # Curators' attention is finite: each signal flags a bounded tail, chosen on the demo's planted flips and the
+    # synthetic tests (benchmarks/attribution/demo_flips.py prints how each signal ranks them).
+    tail = max(1, int(np.ceil(FLAG_TAIL * n)))
+    # KNN-Shapley: negative and in the lowest tail, or far below the rest (robust z-score over 3): how a flipped
+    # label inside a cluster of correct ones shows up even when its value stays just above zero.
+    harmful_cut = float(np.sort(values)[tail - 1])
     median = float(np.median(values))
     mad = float(np.median(np.abs(values - median))) * 1.4826
     low_cut = median - 3 * mad if mad > 0 else -np.inf
+    # Cross fitting: a model that never saw the record prefers another label by at least MARGIN_MIN, and the record
+    # is in the worst tail by that margin.
+    margin_cut = max(MARGIN_MIN, float(np.sort(crossfit.margin)[::-1][tail - 1]))
     outlier_cut = None
     if self_inf is not None:
         q1, q3 = np.percentile(self_inf, [25, 75])
@@ -474,20 +498,26 @@ def _valuation(job: Job) -> None:
         for i, (record_id, _, _, data) in enumerate(entries):
             si = float(self_inf[i]) if self_inf is not None else None
             negative = bool(values[i] < 0 and values[i] <= harmful_cut) or bool(values[i] < low_cut)
+            disagreed = bool(crossfit.margin[i] >= margin_cut)
             outlying = si is not None and outlier_cut is not None and si > outlier_cut
+            flagged = negative or disagreed or outlying
             rows.append(
                 RecordValuation(
                     version=version,
                     record_id=record_id,
                     knn_shapley=float(values[i]),
                     self_influence=si,
-                    flagged=bool(negative or outlying),
+                    flagged=flagged,
                 )
             )
-            if negative or outlying:
+            if flagged:
                 reasons = [
                     r
-                    for r, on in (("negative KNN-Shapley value", negative), ("outlying self-influence", outlying))
+                    for r, on in (
+                        ("negative KNN-Shapley value", negative),
+                        (f"the rest of the data says '{predictor.labels[crossfit.best_other[i]]}'", disagreed),
+                        ("outlying self-influence", outlying),
+                    )
                     if on
                 ]
                 flags.append(
@@ -497,10 +527,20 @@ def _valuation(job: Job) -> None:
                         reason="; ".join(reasons),
                         evidence={
                             "knn_shapley": float(values[i]),
-                            "rank_of_n": [rank[i], len(entries)],
+                            "rank_of_n": [rank[i], n],
+                            "label": data.get("label"),
+                            "cross_fit": {
+                                "own_label_probability": round(float(crossfit.own[i]), 4),
+                                "suggested_label": predictor.labels[crossfit.best_other[i]],
+                                "suggested_probability": round(
+                                    float(crossfit.probabilities[i, crossfit.best_other[i]]), 4
+                                ),
+                                "margin": round(float(crossfit.margin[i]), 4),
+                                "margin_cut": round(margin_cut, 4),
+                                "folds": crossfit.folds,
+                            },
                             "self_influence": si,
                             "self_influence_cut": outlier_cut,
-                            "label": data.get("label"),
                         },
                     )
                 )

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from accounts.models import User
 from datanets import services
-from datanets.models import Datanet, Job, Record
+from datanets.models import Datanet, Job, Record, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,12 @@ DEMO_USERS = [
 DEMO_SLUG = "drug-reviews"
 QA_SLUG = "drug-conditions"
 LABELS = ["negative", "neutral", "positive"]
-# Bob's file carries these many clearly mislabeled reviews (positive <-> negative), planted so that the epoch
-# valuation has something real to find; their line numbers in bob-reviews.jsonl are PLANTED_LINES.
-PLANTED_FLIPS = 12
+# Bob's file carries 12 clearly mislabeled reviews (positive <-> negative), planted so that the epoch valuation has
+# something real to find. These 1-based lines of bob-reviews.jsonl are the polar reviews whose sentiment a model
+# trained only on the package's separate test split is surest of (so each flip is a plain mistake, not a judgement
+# call); benchmarks/attribution/demo_flips.py makes that choice and measures how each valuation signal finds them.
+PLANTED_LINES = (3, 96, 110, 121, 123, 128, 141, 143, 169, 210, 247, 271)
+DEMO_MODEL = "Drug review sentiment"
 
 
 def drug_reviews_path() -> Path:
@@ -94,17 +97,15 @@ def drug_conditions(split: str = "train", limit: int = 300) -> list[dict[str, st
     return rows
 
 
-def plant_flips(records: list[dict[str, str]], n: int = PLANTED_FLIPS) -> tuple[list[dict[str, str]], list[int]]:
-    """Flip the label of every 12th polar review until n are flipped; returns the records and 1-based lines."""
+def plant_flips(records: list[dict[str, str]], lines: tuple[int, ...] = PLANTED_LINES) -> list[dict[str, str]]:
+    """A copy of ``records`` with the label at each 1-based line flipped between positive and negative."""
     out = [dict(r) for r in records]
-    lines: list[int] = []
-    for i, record in enumerate(out):
-        if len(lines) >= n:
-            break
-        if i % 12 == 5 and record["label"] in {"positive", "negative"}:
-            record["label"] = "negative" if record["label"] == "positive" else "positive"
-            lines.append(i + 1)
-    return out, lines
+    for line in lines:
+        record = out[line - 1]
+        if record["label"] not in {"positive", "negative"}:
+            raise ValueError(f"line {line} is {record['label']!r}; only polar reviews are flipped")
+        record["label"] = "negative" if record["label"] == "positive" else "positive"
+    return out
 
 
 def demo_users() -> dict[str, User]:
@@ -167,7 +168,23 @@ def load_qa_demo(users: dict[str, User]) -> Datanet:
     return datanet
 
 
-def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
+def _queue_demo_training(owner: User, datanet: Datanet, snapshot: Snapshot) -> None:
+    """The demo's classifier: a head-only run on version 1, left queued for the worker that `make run` starts. When it
+    registers, the worker builds its attribution index and runs the epoch valuation (which flags bob's planted flips).
+    """
+    from models_factory.services import model_create, training_run_create
+
+    model = model_create(
+        builder=owner,
+        datanet_slug=datanet.slug,
+        name=DEMO_MODEL,
+        description="Sentiment of a drug review: a classification head on the packaged MiniLM sentence encoder.",
+    )
+    training_run_create(actor=owner, ml_model=model, snapshot=snapshot, method="head")
+
+
+def load_demo(*, stdout: io.TextIOBase | None = None, train_model: bool = True) -> Datanet:
+    """Demo users, Datanets, reward epoch; with ``train_model`` also the demo model's first training run, queued."""
     from models_factory.models import CreditAccount
     from models_factory.services import credits_grant
     from settlement.demo import load_settlement_demo
@@ -198,7 +215,7 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
         )
     records = drug_reviews("train")
     half = len(records) // 2
-    for name, part in (("alice", records[:half]), ("bob", records[half:])):
+    for name, part in (("alice", records[:half]), ("bob", plant_flips(records[half:]))):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}-reviews.jsonl"
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
@@ -209,7 +226,9 @@ def load_demo(*, stdout: io.TextIOBase | None = None) -> Datanet:
     for record in pending[: max(0, len(pending) - keep_pending)]:
         for curator in ("curator1", "curator2"):
             services.vote_cast(curator=users[curator], record_id=record.pk, decision="approve")
-    services.snapshot_publish(actor=users["owner"], datanet=datanet, notes="First release of the demo.")
+    snapshot = services.snapshot_publish(actor=users["owner"], datanet=datanet, notes="First release of the demo.")
+    if train_model:
+        _queue_demo_training(users["owner"], datanet, snapshot)
     load_settlement_demo(users)
     if stdout:
         stdout.write(f"Loaded the demo Datanet '{datanet.title}' with {len(records)} records.\n")

@@ -5,15 +5,18 @@
 - ``Int8Index``: approximate inner-product search (int8 scan, exact rerank) for indexes of 200k+ records;
   ``IVFIndex``: k-means inverted lists, kept for comparison.
 - ``knn_shapley``: exact KNN-Shapley values of training records against a validation set (epoch valuation).
+- ``cross_fit``: out-of-fold label probabilities (confident-learning style check of each record's label).
 - ``representation_similarity``: the embedding-similarity baseline; ``collapse_duplicates``: one credit per cluster.
 """
 
+from attribution.engine.crossfit import CrossFit, cross_fit
 from attribution.engine.gradient import GradientIndex, IndexMismatch
 from attribution.engine.search import Int8Index, IVFIndex, TopK, top_k_inner_product
 from attribution.engine.spans import Span, SpanIndex
 from attribution.engine.valuation import collapse_duplicates, knn_shapley, representation_similarity
 
 __all__ = [
+    "CrossFit",
     "GradientIndex",
     "IVFIndex",
     "Int8Index",
@@ -22,6 +25,7 @@ __all__ = [
     "SpanIndex",
     "TopK",
     "collapse_duplicates",
+    "cross_fit",
     "knn_shapley",
     "representation_similarity",
     "top_k_inner_product",

@@ -1,0 +1,53 @@
+"""The demo as `make run` loads it: its queued model trains, is indexed, and the epoch valuation finds bob's planted
+label flips (the done-when of Proof of Attribution). Slow: it trains on the 600 real reviews."""
+
+from __future__ import annotations
+
+import pytest
+
+from attribution import services
+from attribution.models import AttributionIndex, Flag
+from datanets.demo import DEMO_MODEL, DEMO_SLUG, PLANTED_LINES, drug_reviews, load_demo
+from datanets.models import Datanet, Job, Record
+from models_factory import services as mf
+from models_factory.models import ModelVersion, TrainingRun
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def test_demo_model_trains_and_its_valuation_flags_the_planted_flips() -> None:
+    load_demo()
+    load_demo()  # idempotent: still one Datanet and one queued run
+    datanet = Datanet.objects.get(slug=DEMO_SLUG)
+    run = TrainingRun.objects.get(ml_model__name=DEMO_MODEL)
+    assert run.job.status == Job.Status.QUEUED and run.snapshot.datanet_id == datanet.pk
+
+    original = drug_reviews("train")[300:]
+    bob = Record.objects.filter(datanet=datanet, contributor__username="bob")
+    for line in PLANTED_LINES:
+        stored = bob.get(line_no=line)
+        assert stored.label != original[line - 1]["label"]
+        assert {stored.label, original[line - 1]["label"]} == {"positive", "negative"}
+    assert bob.exclude(line_no__in=PLANTED_LINES).filter(line_no=1).get().label == original[0]["label"]
+
+    mf.training_run_execute(job_id=str(run.job_id))
+    version = ModelVersion.objects.get(run=run)
+    index = AttributionIndex.objects.get(version=version)
+    services.index_build(job_id=str(index.job_id))
+    index.refresh_from_db()
+    assert index.status == "ready"
+    job = Job.objects.get(kind="valuation", target_id=str(version.pk))
+    services.valuation_run(job_id=str(job.pk))
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+
+    planted = set(bob.filter(line_no__in=PLANTED_LINES).values_list("pk", flat=True))
+    in_train = set(version.snapshot.entries.filter(split="train").values_list("record_id", flat=True))
+    flags = Flag.objects.filter(version=version)
+    flagged = set(flags.values_list("record_id", flat=True))
+    found = planted & in_train & flagged
+    # Measured: 8 of the 10 planted flips that land in the training split, with 54 flags over 507 records.
+    assert len(found) >= 0.7 * len(planted & in_train), (len(found), len(planted & in_train))
+    assert len(flagged) <= 0.15 * len(in_train)
+    for flag in flags.filter(record_id__in=found):
+        assert flag.evidence["label"] in {"positive", "negative"} and flag.reason
