@@ -136,9 +136,11 @@ def _build_classifier_index(version: ModelVersion, progress: Any = None) -> tupl
     head = _head(predictor)
     n_params = sum(p.numel() for p in head.parameters())
     # Chosen by benchmarks/attribution/lds.py and lds_reviews.py: a head is small enough to keep its raw gradients
-    # (projection "auto" skips projecting up to 4,096 parameters) with the exact Fisher and damping 1.0: LDS 0.939 on
-    # a MiniLM head over the drug reviews, 0.881 on digits logistic regression (pyDVL 0.860).
-    params = {"proj_dim": min(1024, n_params), "seed": 0, "damping": 1.0, "hessian": "fisher", "projection": "auto"}
+    # (projection "auto" skips projecting up to 4,096 parameters), and hessian "auto" then preconditions with the
+    # exact Hessian (equal to the Fisher for a linear head; "fisher" for larger, projected models), damping 1.0:
+    # LDS 0.939 on a MiniLM head over the drug reviews (pyDVL 0.888), 0.881 on digits logistic regression (pyDVL
+    # 0.860), 0.804 on a digits MLP (pyDVL 0.786), each in less time than pyDVL.
+    params = {"proj_dim": min(1024, n_params), "seed": 0, "damping": 1.0, "hessian": "auto", "projection": "auto"}
     index = GradientIndex.build(head, _cross_entropy, emb, targets, progress=progress, **params)
     return index, params, emb_np
 

@@ -2,10 +2,11 @@
 
 For training records i and a query q with projected loss gradients phi_i, phi_q (rows of Phi and the query):
 
-    score(q, i) = phi_q (Phi^T Phi + lambda I)^-1 phi_i^T
+    score(q, i) = phi_q (C + lambda I)^-1 phi_i^T
 
-Positive means upweighting record i lowers the query's loss (the gradients agree under the Gauss-Newton metric),
-so larger = that record helped more. With several checkpoints the scores are averaged (TRAK's ensemble).
+with C a curvature matrix of the summed training loss: Phi^T Phi (TRAK), the Gauss-Newton / Fisher matrix, or the
+exact Hessian (influence functions). Positive means upweighting record i lowers the query's loss, so larger = that
+record helped more. With several checkpoints the scores are averaged (TRAK's ensemble).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jacrev, vmap
 
 from attribution.engine.projection import DENSE_LIMIT, IDENTITY_MAX_PARAMS, BlockProjector, block_size_total
 from attribution.engine.search import Int8Index, TopK, top_k_inner_product
@@ -30,6 +31,11 @@ Batch = torch.Tensor | Mapping[str, torch.Tensor]
 FORMAT_VERSION = 1
 # At or above this many records, search(approximate="auto") uses the int8 index (exact below it).
 APPROXIMATE_MIN_ROWS = 200_000
+HESSIANS = ("auto", "exact", "fisher", "empirical")
+# The exact Hessian is formed from this many records and Hessian-vector products at once (bounds its memory;
+# measured fastest on the digits MLP).
+EXACT_HESSIAN_ROWS = 128
+EXACT_HESSIAN_CHUNK = 512
 
 
 class IndexMismatch(ValueError):
@@ -203,19 +209,29 @@ class GradientIndex:
     ) -> GradientIndex:
         """Index the training set.
 
-        ``damping`` is relative: lambda = damping * mean eigenvalue of the curvature matrix, so one setting works
-        whatever the gradient scale. ``models`` (checkpoints of the same architecture) turns on the ensemble.
-        ``hessian="empirical"`` preconditions with Phi^T Phi (one gradient per record). ``hessian="fisher"`` uses the
-        exact Fisher / Gauss-Newton matrix of a classifier whose outputs are [batch, classes] logits:
-        sum_i sum_c p_ic phi_i(c)^T phi_i(c), with phi_i(c) the gradient for label c. It costs one extra gradient
-        pass per class and, on the digits benchmark, raises LDS (see benchmarks/attribution/lds.py).
+        ``damping`` is relative: lambda = damping * mean eigenvalue of the curvature matrix (its trace / dim), so one
+        setting works whatever the gradient scale. ``models`` (checkpoints of the same architecture) turns on the
+        ensemble. The curvature matrix (``hessian``):
+
+        - ``"empirical"``: Phi^T Phi (one gradient per record; TRAK).
+        - ``"fisher"``: the exact Fisher / Gauss-Newton matrix of a classifier whose outputs are [batch, classes]
+          logits, sum_i sum_c p_ic phi_i(c)^T phi_i(c) with phi_i(c) the gradient for label c (one extra gradient
+          pass per class).
+        - ``"exact"``: the Hessian of the summed training loss over the trainable parameters (influence functions),
+          for unprojected indexes only (at most ``IDENTITY_MAX_PARAMS`` parameters); where it has negative curvature
+          stronger than lambda, its negative eigenvalues are clipped to zero. For a linear softmax classifier it
+          equals the Fisher; for a network with hidden layers it also carries the second derivatives of the logits.
+        - ``"auto"``: ``"exact"`` when the index keeps the raw gradients, else ``"fisher"`` for [batch, classes]
+          logits, else ``"empirical"``. On the digits and reviews benchmarks (benchmarks/attribution/lds.py and
+          lds_reviews.py) it gives the best LDS of the three at damping 1.0.
+
         ``projection="none"`` keeps the raw per-example gradients (proj_dim becomes the trainable parameter count);
         ``"auto"`` does so when the model has at most ``IDENTITY_MAX_PARAMS`` trainable parameters or no more than
         ``proj_dim``, and otherwise projects each block (dense Rademacher, or a count sketch for large blocks).
         ``"rademacher"`` / ``"countsketch"`` force one random projection for every block.
         """
-        if hessian not in {"empirical", "fisher"}:
-            raise ValueError(f"unknown hessian {hessian!r}: use 'empirical' or 'fisher'")
+        if hessian not in HESSIANS:
+            raise ValueError(f"unknown hessian {hessian!r}: use one of {', '.join(HESSIANS)}")
         checkpoints = list(models) if models else ([model] if model is not None else [])
         if not checkpoints:
             raise ValueError("pass a model, or models=[...] for an ensemble of checkpoints")
@@ -228,6 +244,12 @@ class GradientIndex:
         if projection == "none" or (projection == "auto" and n_params <= max(IDENTITY_MAX_PARAMS, proj_dim)):
             # Stored as "none" (not "auto") so that a saved index rebuilds the same projector whatever the threshold.
             projection, proj_dim = "none", n_params
+        if hessian == "exact" and projection != "none":
+            raise ValueError(
+                f"hessian='exact' needs the raw gradients, but this model has {n_params} trainable parameters and the "
+                f"index projects them (projection={projection!r}); use hessian='auto' or 'fisher', or "
+                "projection='none'"
+            )
         fingerprint = blocks_fingerprint(blocks)
         for m in checkpoints[1:]:
             if blocks_fingerprint(trainable_blocks(m)) != fingerprint:
@@ -239,6 +261,8 @@ class GradientIndex:
             raise ValueError("the training set is empty: nothing to index")
         if len(targets) != n:
             raise ValueError(f"{n} training inputs but {len(targets)} targets")
+        if hessian == "auto":
+            hessian = "exact" if projection == "none" else _classifier_or_empirical(checkpoints[0], inputs)
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "proj_dim": proj_dim,
@@ -273,9 +297,14 @@ class GradientIndex:
                 done += stop - start
                 if progress is not None:
                     progress(done, total)
-            phi_all = features[:, cols].astype(np.float64)
-            gram = _fisher_gram(gp, inputs, batch_size) if hessian == "fisher" else phi_all.T @ phi_all
-            preconditioners[m], lam = _preconditioner(gram, damping)
+            if hessian == "fisher":
+                curvature = _fisher_gram(gp, inputs, batch_size)
+            elif hessian == "exact":
+                curvature = _exact_hessian(gp, inputs, targets, skip=bad)
+            else:
+                phi_all = features[:, cols].astype(np.float64)
+                curvature = phi_all.T @ phi_all
+            preconditioners[m], lam = _preconditioner(curvature, damping)
             lambdas.append(lam)
         meta["bad_records"] = sorted(bad)
         meta["lambdas"] = lambdas
@@ -381,7 +410,7 @@ class GradientIndex:
             block = np.asarray(self.features[start : start + block_rows], dtype=np.float64)
             for m in range(self.meta["n_models"]):
                 phi = block[:, m * k : (m + 1) * k]
-                out[start : start + len(block)] += np.einsum("ij,jk,ik->i", phi, self.preconditioners[m], phi)
+                out[start : start + len(block)] += ((phi @ self.preconditioners[m]) * phi).sum(axis=1)
         return out / self.meta["n_models"]
 
     def save(self, path: str | Path) -> None:
@@ -465,6 +494,7 @@ def _fisher_gram(gp: _GradientProjector, inputs: Batch, batch_size: int) -> np.n
         if logits.dim() != 2:
             raise ValueError("hessian='fisher' needs a classifier whose outputs are [batch, classes] logits")
         probs = torch.softmax(logits.double(), dim=1).numpy()
+        probs[~np.isfinite(probs).all(axis=1)] = 0.0  # a record with non-finite logits adds no curvature
         for c in range(probs.shape[1]):
             phi, _ = gp(x, torch.full((len(logits),), c, dtype=torch.int64))
             f = phi.detach().numpy().astype(np.float64)
@@ -472,11 +502,79 @@ def _fisher_gram(gp: _GradientProjector, inputs: Batch, batch_size: int) -> np.n
     return gram
 
 
-def _preconditioner(gram: np.ndarray, damping: float) -> tuple[np.ndarray, float]:
-    """(G + lambda I)^-1 with lambda relative to G's mean eigenvalue; eigh keeps it symmetric and stable."""
-    eigenvalues, vectors = np.linalg.eigh(gram)
-    eigenvalues = np.clip(eigenvalues, 0.0, None)
-    mean = float(eigenvalues.mean())
+def _classifier_or_empirical(model: torch.nn.Module, inputs: Batch) -> str:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            first = _slice(inputs, 0, 1)
+            out = model(**first) if isinstance(first, Mapping) else model(first)
+    finally:
+        model.train(was_training)
+    return "fisher" if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] > 1 else "empirical"
+
+
+def _take(data: Batch, rows: torch.Tensor) -> Batch:
+    if isinstance(data, Mapping):
+        return {key: value[rows] for key, value in data.items()}
+    return data[rows]
+
+
+def _exact_hessian(gp: _GradientProjector, inputs: Batch, targets: torch.Tensor, skip: set[int]) -> np.ndarray:
+    """Hessian of the summed training loss over the trainable parameters, flattened in the raw-gradient order.
+
+    Records in ``skip`` (non-finite gradients) are left out, and so is any other record whose own Hessian is not
+    finite, as the features zero them."""
+    model = gp.model
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def loss(vector: torch.Tensor, x: Batch, y: torch.Tensor) -> torch.Tensor:
+        params, offset = {}, 0
+        for name, p in named:
+            params[name] = vector[offset : offset + p.numel()].view(p.shape)
+            offset += p.numel()
+        return gp.loss_fn(_call(model, (params, frozen, buffers), x), y).sum()
+
+    second = jacrev(jacrev(loss), chunk_size=EXACT_HESSIAN_CHUNK)
+    kept = torch.tensor([i for i in range(_length(inputs)) if i not in skip], dtype=torch.int64)
+    hessian = np.zeros((len(flat), len(flat)), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(kept), EXACT_HESSIAN_ROWS):
+            rows = kept[start : start + EXACT_HESSIAN_ROWS]
+            part = second(flat, _take(inputs, rows), targets[rows]).detach().double().numpy()
+            if not np.isfinite(part).all():
+                singles = [
+                    second(flat, _take(inputs, rows[i : i + 1]), targets[rows[i : i + 1]]) for i in range(len(rows))
+                ]
+                part = sum(
+                    (h.detach().double().numpy() for h in singles if bool(torch.isfinite(h).all())),
+                    np.zeros_like(hessian),
+                )
+            hessian += part
+    finally:
+        model.train(was_training)
+    return (hessian + hessian.T) / 2
+
+
+def _preconditioner(curvature: np.ndarray, damping: float) -> tuple[np.ndarray, float]:
+    """(C + lambda I)^-1 with lambda = damping * C's mean eigenvalue (its trace / dim).
+
+    A Cholesky inverse (several times faster than an eigendecomposition) whenever C + lambda I is positive definite,
+    which it always is for the Gram and Fisher matrices. An exact Hessian whose negative curvature is stronger than
+    lambda is made positive semi-definite first, by clipping its negative eigenvalues to zero.
+    """
+    dim = len(curvature)
+    mean = float(np.trace(curvature)) / dim
     # An all-zero Phi (e.g. a single record whose gradient was NaN) still needs an invertible matrix.
     lam = damping * mean if mean > 0 else 1.0
-    return (vectors / (eigenvalues + lam)) @ vectors.T, lam
+    matrix = torch.from_numpy(np.ascontiguousarray(curvature, dtype=np.float64))
+    factor, info = torch.linalg.cholesky_ex(matrix + lam * torch.eye(dim, dtype=torch.float64))
+    if int(info) == 0:
+        return torch.cholesky_inverse(factor).numpy(), lam
+    eigenvalues, vectors = torch.linalg.eigh(matrix)
+    return ((vectors / (eigenvalues.clamp(min=0.0) + lam)) @ vectors.T).numpy(), lam

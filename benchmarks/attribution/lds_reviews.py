@@ -3,8 +3,9 @@
 500 training / 100 test reviews (seeded sample of the demo package's train / test splits), mean-pooled MiniLM
 embeddings (cached in benchmarks/out/lds/reviews_emb.pt), a Linear(384, 3) head trained full-batch with L-BFGS on
 mean cross-entropy + L2 (strictly convex, so every retrain reaches the same optimum). Ground truth: the head
-retrained on random 50% subsets. Ours only (no reference libraries).
-Usage: python benchmarks/attribution/lds_reviews.py [--subsets N]
+retrained on random 50% subsets. The reference libraries of lds.py run on the same head, data and subsets (their
+runners see a Linear(384, 3) model on embedding tensors); --ours skips them.
+Usage: python benchmarks/attribution/lds_reviews.py [--subsets N] [--ours]
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits
-from lds import lds
+from lds import REFERENCES, lds, preload_torch_func, print_table, reference
 
 from attribution.engine import GradientIndex
 
 OUT = digits.OUT / "lds"
 L2 = 1e-3
 N_TRAIN, N_TEST, MAX_LENGTH = 500, 100, 256
+KIND = "reviews_head"
 
 
 def per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -92,6 +94,7 @@ def train(x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:
 
 def main() -> None:
     torch.set_num_threads(1)
+    preload_torch_func()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"machine: {digits.machine()}")
     n_subsets = int(sys.argv[sys.argv.index("--subsets") + 1]) if "--subsets" in sys.argv else 100
@@ -122,7 +125,9 @@ def main() -> None:
         {"projection": "none", "damping": 1.0, "hessian": "empirical"},
     ]
     grid += [{"projection": "none", "damping": d, "hessian": "fisher"} for d in (0.01, 0.1, 0.3, 1.0, 3.0)]
-    rows = []
+    grid += [{"projection": "none", "damping": d, "hessian": "exact"} for d in (0.1, 1.0)]
+    rows: list[dict[str, object]] = []
+    note = f"{n_params} params"
     for options in grid:
         t0 = time.perf_counter()
         index = GradientIndex.build(head, per_example_loss, x, y, **options)
@@ -130,7 +135,9 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         proj = "no proj" if options["projection"] == "none" else f"proj {options['proj_dim']}"
         label = f"ours {options['hessian']} {proj} damping {options['damping']}"
-        rows.append({"method": label, "lds": lds(scores, subsets, gt), "seconds": seconds})
+        if options["hessian"] == "exact" and options["damping"] == 1.0:
+            label += " (hessian='auto', the platform's setting)"
+        rows.append({"model": KIND, "method": label, "lds": lds(scores, subsets, gt), "seconds": seconds, "note": note})
     # The head's true Hessian is the Fisher plus the L2 term: in the index's summed-loss units lambda = 2 * L2 * n.
     index = GradientIndex.build(head, per_example_loss, x, y, projection="none", hessian="fisher", damping=1.0)
     d = 2 * L2 * len(x) / index.meta["lambdas"][0]
@@ -139,15 +146,23 @@ def main() -> None:
     scores = index.scores(xt, yt)
     rows.append(
         {
+            "model": KIND,
             "method": f"ours fisher no proj damping {d:.3g} (= the training L2, exact influence)",
             "lds": lds(scores, subsets, gt),
             "seconds": time.perf_counter() - t0,
+            "note": note,
         }
     )
+    if "--ours" not in sys.argv:
+        data_path = OUT / "reviews_lds.pt"
+        shared = {"x_train": x, "y_train": y, "x_lds": xt, "y_lds": yt, f"state_{KIND}": head.state_dict()}
+        torch.save({**shared, "subsets": torch.from_numpy(subsets)}, data_path)
+        for label, env, runner, extra in REFERENCES:
+            scores_ref, seconds, info = reference(label, env, runner, extra, data_path, KIND)
+            value = lds(scores_ref, subsets, gt) if scores_ref is not None else float("nan")
+            rows.append({"model": KIND, "method": label, "lds": value, "seconds": seconds, "note": info})
     (OUT / "lds_reviews.json").write_text(json.dumps(rows, indent=1))
-    print("\n| method | LDS | wall s |\n|---|---:|---:|")
-    for r in rows:
-        print(f"| {r['method']} | {r['lds']:.3f} | {r['seconds']:.2f} |")
+    print_table(rows, (KIND,))
 
 
 if __name__ == "__main__":

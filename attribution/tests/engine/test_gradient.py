@@ -144,12 +144,14 @@ def test_changed_trainable_parameters_are_refused() -> None:
         index.top_k(x, y, 2)
 
 
-def test_nan_gradient_records_are_reported_and_zeroed() -> None:
+@pytest.mark.parametrize("hessian", ["empirical", "fisher", "exact"])
+def test_nan_gradient_records_are_reported_and_zeroed(hessian: str) -> None:
     model, x, y = head_problem()
     x = x.clone()
     x[4, 0] = float("nan")
     x[9] = float("inf")  # inf - inf inside the encoder: a NaN gradient
-    index = GradientIndex.build(model, cross_entropy, x, y, proj_dim=8)
+    index = GradientIndex.build(model, cross_entropy, x, y, proj_dim=8, hessian=hessian)
+    assert np.isfinite(index.preconditioners).all()
     assert index.bad_records == [4, 9]
     assert not index.features[[4, 9]].any()
     assert np.isfinite(index.features).all()
@@ -280,3 +282,78 @@ def test_auto_projects_models_above_the_identity_threshold() -> None:
         GradientIndex.build(model, cross_entropy, x, y, projection="gaussian")
     with pytest.raises(ValueError, match="dim must be"):
         BlockProjector([("w", (2, 3))], 4, kind="none")
+
+
+def brute_force_hessian(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Hessian of the summed loss over the trainable parameters (named_parameters order), by autograd."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def loss(vector: torch.Tensor) -> torch.Tensor:
+        params, offset = {}, 0
+        for name, p in named:
+            params[name] = vector[offset : offset + p.numel()].view(p.shape)
+            offset += p.numel()
+        return cross_entropy(torch.func.functional_call(model, params, (x,)), y).sum()
+
+    return torch.autograd.functional.hessian(loss, flat).numpy()
+
+
+def mlp_problem(n: int = 30, seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).to(torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    return model, torch.randn(n, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (n,), generator=gen)
+
+
+def test_exact_hessian_preconditioner_is_the_damped_inverse_hessian() -> None:
+    model, x, y = mlp_problem(n=50)
+    index = GradientIndex.build(
+        model, cross_entropy, x[:40], y[:40], hessian="exact", damping=10.0, batch_size=7, dtype=torch.float64
+    )
+    hessian = brute_force_hessian(model, x[:40], y[:40])
+    lam = index.meta["lambdas"][0]
+    assert lam == pytest.approx(10.0 * np.trace(hessian) / len(hessian))
+    # A hidden layer: the Hessian is not the (PSD) Gauss-Newton matrix, but lambda outweighs its negative curvature.
+    assert -lam < np.linalg.eigvalsh(hessian).min() < 0
+    assert index.meta["hessian"] == "exact" and index.dim == len(hessian) == 43
+    np.testing.assert_allclose(np.linalg.inv(index.preconditioners[0]), hessian + lam * np.eye(43), atol=1e-8)
+    g_train, g_test = index.features, index.query_vectors(x[40:], y[40:]) @ np.linalg.inv(index.preconditioners[0])
+    expected = g_test @ np.linalg.solve(hessian + lam * np.eye(43), g_train.T)
+    np.testing.assert_allclose(index.scores(x[40:], y[40:]), expected, rtol=1e-6, atol=1e-10)
+
+
+def test_exact_hessian_clips_negative_curvature_stronger_than_the_damping() -> None:
+    model, x, y = mlp_problem(n=40, seed=1)
+    index = GradientIndex.build(model, cross_entropy, x, y, hessian="exact", damping=1e-3, dtype=torch.float64)
+    hessian = brute_force_hessian(model, x, y)
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    lam = index.meta["lambdas"][0]
+    assert eigenvalues.min() + lam < 0  # H + lambda I is indefinite: it must not be inverted as it is
+    expected = (vectors / (np.clip(eigenvalues, 0.0, None) + lam)) @ vectors.T
+    np.testing.assert_allclose(index.preconditioners[0], expected, rtol=1e-6, atol=1e-8)
+    assert np.linalg.eigvalsh(index.preconditioners[0]).min() > 0
+    assert (index.self_scores() >= 0).all()
+
+
+def test_exact_hessian_of_a_linear_softmax_classifier_is_its_fisher() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 4).to(torch.float64)
+    x, y = torch.randn(25, 3, dtype=torch.float64), torch.randint(0, 4, (25,))
+    exact = GradientIndex.build(model, cross_entropy, x, y, hessian="exact", dtype=torch.float64)
+    fisher = GradientIndex.build(model, cross_entropy, x, y, hessian="fisher", dtype=torch.float64)
+    np.testing.assert_allclose(exact.preconditioners, fisher.preconditioners, rtol=1e-8, atol=1e-10)
+
+
+def test_auto_hessian_picks_exact_fisher_or_empirical() -> None:
+    model, x, y = mlp_problem()
+    assert GradientIndex.build(model, cross_entropy, x, y).meta["hessian"] == "empirical"  # the default stays
+    assert GradientIndex.build(model, cross_entropy, x, y, hessian="auto").meta["hessian"] == "exact"
+    projected = {"hessian": "auto", "proj_dim": 8, "projection": "rademacher"}
+    assert GradientIndex.build(model, cross_entropy, x, y, **projected).meta["hessian"] == "fisher"
+    linear, xb, yb = logistic_problem()  # one output per record: no classes to take a Fisher over
+    assert GradientIndex.build(linear, bce, xb, yb, **{**projected, "proj_dim": 4}).meta["hessian"] == "empirical"
+    with pytest.raises(ValueError, match="needs the raw gradients"):
+        GradientIndex.build(model, cross_entropy, x, y, hessian="exact", proj_dim=8, projection="rademacher")
+    with pytest.raises(ValueError, match="unknown hessian"):
+        GradientIndex.build(model, cross_entropy, x, y, hessian="gauss-newton")

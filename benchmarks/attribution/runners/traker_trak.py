@@ -1,4 +1,8 @@
-"""TRAK (the `traker` package, MadryLab) on CPU with its basic Rademacher projector."""
+"""TRAK (the `traker` package, MadryLab) on CPU with its basic Rademacher projector.
+
+On CPU traker's BasicScoreComputer inverts X^T X with no regularization, so the projection must be narrower than both
+the parameter count and the number of training records (a wider one makes X^T X singular and the scores noise).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ from _harness import run
 from trak import TRAKer
 from trak.projectors import BasicProjector, ProjectionType
 
-PROJ_DIM = 2048
+MAX_PROJ_DIM = 512
 
 
 def compute(model: torch.nn.Module, data: dict[str, torch.Tensor], kind: str) -> np.ndarray:
     grad_dim = sum(p.numel() for p in model.parameters())
+    proj_dim = min(MAX_PROJ_DIM, grad_dim, len(data["x_train"]) // 2)
     projector = BasicProjector(
         grad_dim=grad_dim,
-        proj_dim=PROJ_DIM,
+        proj_dim=proj_dim,
         seed=0,
         proj_type=ProjectionType.rademacher,
         device="cpu",
@@ -31,7 +36,7 @@ def compute(model: torch.nn.Module, data: dict[str, torch.Tensor], kind: str) ->
             save_dir=tmp,
             device="cpu",
             projector=projector,
-            proj_dim=PROJ_DIM,
+            proj_dim=proj_dim,
             use_half_precision=False,
         )
         traker.load_checkpoint(model.state_dict(), model_id=0)
