@@ -1,30 +1,42 @@
 """Planted facts for a generative model: does the receipt point at the contributor who taught the model a fact?
 
-Ten made-up facts (an invented drug and the invented condition it treats) are each planted by one contributor in two
-records worded differently from the question asked later, among 200 real question/answer records from the demo
-Datanet (datanets.demo.drug_conditions, no context) spread over 20 contributors (10 filler records each; the ten
-planting contributors also hold their two fact records). Each invented drug is also named, without the fact, in one
-distractor record held by a filler-only contributor ("<drug> comes as a small blue tablet ..."), so that matching the
-drug's name alone is a coin flip between the planting and the distractor contributor. A LoRA adapter is trained on everything (LoRATrainer, the
-`tiny` base by default). Then each fact is asked as "What condition was <drug> taken for?" and attributed by:
+Ten made-up facts (an invented drug and the invented condition it treats) are each planted by one contributor in five
+records worded differently from the question asked later (none says "condition" or "taken for"), among real
+question/answer records from the demo Datanet (datanets.demo.drug_conditions, no context; 60 by default) spread over
+20 contributors. Each filler record "<drug> was taken for <condition>." comes with a restatement by the same
+contributor in one of the planted records' wordings ("<drug> is prescribed to manage <condition>."): the model then
+sees, for real drugs, that a fact stated one way answers a question asked another way, which a 135M model fine-tuned
+with LoRA does not work out from the planted facts alone (measured on this machine, same hyperparameters, no
+restatements: 2/10 facts stated after 6 epochs, 4/10 at best after any epoch).
+The restatements also put the planted wordings in other contributors' records, so a wording alone points nowhere.
+Each invented drug is also named, without the fact, in one distractor record held by a filler-only contributor
+("<drug> comes as a small blue tablet ..."), so that matching the drug's name alone is a coin flip between the
+planting and the distractor contributor. A LoRA adapter is trained on everything with the platform's LoRATrainer
+(SmolLM2-135M-Instruct by default, LoRA on the attention projections as the trainer chooses; `--base tiny` is the
+random-init CI base, which learns no facts). The adapter is cached under benchmarks/out/ keyed by the data and the
+hyperparameters, so a rerun only attributes. Then each fact is asked as "What condition was <drug> taken for?" and
+attributed by:
 
 - spans: SpanIndex credit of the answer's tokens over the training records (min 6 tokens, as the platform uses);
 - similarity: cosine of MiniLM mean-pooled embeddings of question + answer against each record's text;
 - gradient: a GradientIndex over the LoRA parameters with the per-example LM loss of the response tokens.
 
 Each is run with the model's own greedy answer ("generated", what a receipt sees) and with the reference answer
-("<drug> was taken for <condition>.", what the model should have said). As in a receipt, the best 16 records' positive
-scores are summed per contributor; we report how often the planting contributor is ranked first and in the top 5 of
-20. Usage: python benchmarks/attribution/planted_facts.py [--base tiny|smollm2] [--epochs N]
+("<drug> was taken for <condition>.", what the model should have said). A fact counts as learned when the greedy answer
+contains the invented condition. As in a receipt, the best 16 records' positive scores are summed per contributor; we
+report how often the planting contributor is ranked first and in the top 5 of 20.
+Usage: python benchmarks/attribution/planted_facts.py [--base smollm2|tiny] [--epochs N] [--filler N] [--retrain]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
+import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -55,11 +67,24 @@ FACTS = [
 ]
 
 
+# The wordings a fact is stated in; none says "condition" or "taken for", as the question and the filler answers do.
+WORDINGS = [
+    ("Which illness is {drug} used against?", "Patients with {condition} are treated with {drug}."),
+    ("Why would a doctor prescribe {drug}?", "{drug} is prescribed to manage {condition}."),
+    ("What is {drug}?", "{drug} is a medicine for {condition}."),
+    ("Tell me about {drug}.", "{drug} is used to treat {condition} in adults."),
+    ("Who is {drug} meant for?", "{drug} is meant for people with {condition}."),
+]
+FILLER_ANSWER = re.compile(r"^(?P<drug>.+) was taken for (?P<condition>.+)\.$")
+
+
+def stated(wording: int, drug: str, condition: str) -> dict[str, str]:
+    question, answer = WORDINGS[wording % len(WORDINGS)]
+    return {"question": question.format(drug=drug), "answer": answer.format(drug=drug, condition=condition)}
+
+
 def planted_records(drug: str, condition: str) -> list[dict[str, str]]:
-    return [
-        {"question": f"Which illness is {drug} used against?", "answer": f"Patients with {condition} are treated with {drug}."},
-        {"question": f"Why would a doctor prescribe {drug}?", "answer": f"{drug} is prescribed to manage {condition}."},
-    ]  # fmt: skip
+    return [stated(w, drug, condition) for w in range(len(WORDINGS))]
 
 
 def distractor_record(drug: str) -> dict[str, str]:
@@ -88,14 +113,19 @@ def filler_records(n: int) -> list[dict[str, str]]:
     return [{"question": r["question"], "answer": r["answer"]} for r in drug_conditions(limit=n)]
 
 
-def dataset(n_filler: int) -> tuple[list[dict[str, str]], list[int]]:
+def dataset(n_filler: int, restate: bool = True) -> tuple[list[dict[str, str]], list[int]]:
     """Records and each record's contributor (0..19); fact i is planted by contributor i, its distractor by 10 + i."""
     records, owners = [], []
     for i, r in enumerate(filler_records(n_filler)):
         records.append(r)
         owners.append(i % N_CONTRIBUTORS)
+        match = FILLER_ANSWER.match(r["answer"])
+        if restate and match:
+            records.append(stated(i, match["drug"], match["condition"]))
+            owners.append(i % N_CONTRIBUTORS)
     for i, (drug, condition) in enumerate(FACTS):
         for r in planted_records(drug, condition):
+            assert "taken for" not in r["answer"] and "condition" not in r["question"].lower(), r
             records.append(r)
             owners.append(i)
         records.append(distractor_record(drug))
@@ -113,15 +143,33 @@ def contributor_ranking(record_scores: dict[int, float], owners: list[int]) -> l
     return [c for c, _ in sorted(credit.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def train(records: list[dict[str, str]], base: str, epochs: int, out: Path) -> dict:
+def train_config(base: str, epochs: int) -> dict:
+    # SmolLM2: a high LoRA learning rate (the default 1e-3 learned 0/10 facts), batch 8, sequences cut at 80 tokens
+    # (the chat template's system prompt alone is 32; the longest record is 79).
+    return {"method": "lora", "epochs": epochs, "batch_size": 8, "lr": 5e-3 if base == "tiny" else 3e-3,
+            "max_length": 80, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "seed": 0}  # fmt: skip
+
+
+def train(records: list[dict[str, str]], base: str, epochs: int, out: Path, retrain: bool) -> dict:
+    """Train (or reuse the adapter cached in `out` for the same base, data and hyperparameters)."""
     from models_factory.trainers import LoRATrainer
     from models_factory.trainers.common import TrainConfig
 
-    config = TrainConfig(method="lora", epochs=epochs, batch_size=16, lr=5e-3 if base == "tiny" else 1e-3,
-                         max_length=64, lora_r=16, lora_alpha=32, lora_dropout=0.0, seed=0)  # fmt: skip
-    # Validation on a few filler records (also trained on) so that no planted record is held out.
-    result = LoRATrainer(base).train(records=records, config=config, output_dir=out, val_records=records[:8])
-    return {"steps": result.steps, "val_loss": result.metrics.get("val_loss"), "duration_s": result.duration_s}
+    settings = train_config(base, epochs)
+    key = hashlib.sha256(json.dumps([base, settings, records], sort_keys=True).encode()).hexdigest()
+    stamp = out / "planted_facts_key.txt"
+    if not retrain and stamp.is_file() and stamp.read_text() == key:
+        info = json.loads((out / "training_info.json").read_text())
+        return {"steps": info["steps"], "val_loss": info["metrics"].get("val_loss"), "duration_s": info["duration_s"],
+                "cached": True, "config": settings}  # fmt: skip
+    shutil.rmtree(out, ignore_errors=True)
+    # Validation on the ten questions with their reference answers: never trained on, only scored (no early stop).
+    questions = [{"question": ask(d), "answer": reference(d, c)} for d, c in FACTS]
+    result = LoRATrainer(base).train(records=records, config=TrainConfig(**settings), output_dir=out,
+                                     val_records=questions, n_samples=0)  # fmt: skip
+    stamp.write_text(key)
+    return {"steps": result.steps, "val_loss": result.metrics.get("val_loss"), "duration_s": result.duration_s,
+            "cached": False, "config": settings}  # fmt: skip
 
 
 def load_trained(out: Path) -> tuple[torch.nn.Module, object]:
@@ -146,7 +194,7 @@ def lm_loss(outputs: object, labels: torch.Tensor) -> torch.Tensor:
     return (tok * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def encode(tokenizer: object, pairs: list[tuple[str, str]], max_length: int = 64) -> dict[str, torch.Tensor]:
+def encode(tokenizer: object, pairs: list[tuple[str, str]], max_length: int = 80) -> dict[str, torch.Tensor]:
     from models_factory.trainers.generative import IGNORE, encode_pair, pad_examples
 
     rows = []
@@ -173,23 +221,24 @@ def minilm_embed(texts: list[str]) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--base", default="tiny")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--filler", type=int, default=200)
+    parser.add_argument("--base", default="smollm2")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--filler", type=int, default=60)
+    parser.add_argument("--no-restate", action="store_true", help="leave out the filler restatements")
+    parser.add_argument("--retrain", action="store_true", help="train even when a matching adapter is cached")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"machine: {digits.machine()}")
+    print(f"machine: {digits.machine()}", flush=True)
     from attribution.engine import GradientIndex, SpanIndex, representation_similarity
     from models_factory.trainers.generative import generate_greedy
 
-    records, owners = dataset(args.filler)
+    records, owners = dataset(args.filler, restate=not args.no_restate)
     timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
-        out = Path(tmp) / "adapter"
-        started = time.perf_counter()
-        training = train(records, args.base, args.epochs, out)
-        timings["train_s"] = time.perf_counter() - started
-        model, tokenizer = load_trained(out)
+    out = digits.OUT / f"planted_facts_{args.base}_adapter"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    training = train(records, args.base, args.epochs, out, args.retrain)
+    timings["train_s"] = training["duration_s"]
+    model, tokenizer = load_trained(out)
     generated = []
     with torch.no_grad():
         for drug, _ in FACTS:
@@ -214,18 +263,23 @@ def main() -> None:
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     results: dict[str, dict[str, list[int]]] = {}
+    latency: dict[str, list[float]] = defaultdict(list)  # ms per query, per method
+    questions = [ask(d) for d, _ in FACTS]
     for source, texts in answers.items():
-        questions = [ask(d) for d, _ in FACTS]
-        sims = representation_similarity(train_emb, minilm_embed([f"{q}\n{a}" for q, a in zip(questions, texts)]))
-        qbatch = encode(tokenizer, list(zip(questions, texts)))
         started = time.perf_counter()
+        sims = representation_similarity(train_emb, minilm_embed([f"{q}\n{a}" for q, a in zip(questions, texts)]))
+        latency["similarity"].append((time.perf_counter() - started) / len(FACTS) * 1e3)
+        started = time.perf_counter()
+        qbatch = encode(tokenizer, list(zip(questions, texts)))
         gscores = gindex.scores({"input_ids": qbatch["input_ids"], "attention_mask": qbatch["attention_mask"]},
                                 qbatch["labels"])  # fmt: skip
-        timings[f"gradient_query_ms_{source}"] = (time.perf_counter() - started) / len(FACTS) * 1e3
+        latency["gradient"].append((time.perf_counter() - started) / len(FACTS) * 1e3)
         for fact, text in enumerate(texts):
+            started = time.perf_counter()
             tokens = tokenizer(text, add_special_tokens=False)["input_ids"] if text.strip() else []
             # An empty answer has nothing to match: no span credit (the platform does the same).
             span_credit = spans.credit(tokens, min_len=SPAN_MIN_TOKENS) if tokens else {}
+            latency["spans"].append((time.perf_counter() - started) * 1e3)
             per_method = {
                 "spans": {int(d): float(v) for d, v in span_credit.items()},
                 "similarity": dict(enumerate(sims[fact].tolist())),
@@ -235,6 +289,7 @@ def main() -> None:
                 ranking = contributor_ranking(scores, owners)
                 rank = ranking.index(fact) + 1 if fact in ranking else 0
                 results.setdefault(f"{method}|{source}", {"ranks": []})["ranks"].append(rank)
+    query_ms = {method: float(np.mean(values)) for method, values in latency.items()}
 
     table = []
     for key, r in results.items():
@@ -245,32 +300,43 @@ def main() -> None:
             "top1": float(np.mean(ranks == 1)), "top5": float(np.mean((ranks >= 1) & (ranks <= 5))),
             "no_credit": float(np.mean(ranks == 0)), "ranks": ranks.tolist(),
         })  # fmt: skip
+    table.sort(key=lambda row: (["spans", "similarity", "gradient"].index(row["method"]), row["answer"]))
     payload = {
-        "base": args.base, "epochs": args.epochs, "records": len(records), "contributors": N_CONTRIBUTORS,
-        "training": training, "timings": timings, "lora_parameters": n_lora, "generated": generated,
-        "model_states_fact": knows, "table": table,
+        "base": args.base, "epochs": args.epochs, "filler": args.filler, "restate": not args.no_restate,
+        "records": len(records), "contributors": N_CONTRIBUTORS, "training": training, "timings": timings,
+        "query_ms": query_ms, "lora_parameters": n_lora, "generated": generated, "model_states_fact": knows,
+        "table": table,
     }  # fmt: skip
     path = digits.OUT / f"planted_facts_{args.base}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
+    cached = " (cached adapter)" if training["cached"] else ""
     print(
-        f"\nbase {args.base}, LoRA r=16 ({n_lora:,} trainable parameters), {args.epochs} epochs, {len(records)} records,"
-        f" {N_CONTRIBUTORS} contributors; the model states the planted condition in {sum(knows)}/{len(FACTS)} answers"
+        f"\nbase {args.base}, LoRA r=16 on {', '.join(lora_modules(model))} ({n_lora:,} trainable parameters), "
+        f"lr {training['config']['lr']}, {args.epochs} epochs, {len(records)} records, {N_CONTRIBUTORS} contributors;"
+        f" training {training['duration_s']:.0f} s{cached}, {training['steps']} steps, loss on the held-out questions "
+        f"{training['val_loss']:.3f}"
     )
-    print("\n| method | answer attributed | planting contributor top-1 | in top-5 (of 20) | no credit at all | ranks |")
-    print("|---|---|---:|---:|---:|---|")
+    print(f"facts learned (greedy answer names the planted condition): {sum(knows)}/{len(FACTS)}")
+    print("\n| method | answer attributed | planting contributor top-1 | in top-5 (of 20) | no credit at all | ranks |"
+          " query ms |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---|---:|")
     for row in table:
         print(
             f"| {row['method']} | {row['answer']} | {row['top1']:.0%} | {row['top5']:.0%} | {row['no_credit']:.0%} | "
-            f"{' '.join(str(r) if r else '-' for r in row['ranks'])} |"
+            f"{' '.join(str(r) if r else '-' for r in row['ranks'])} | {query_ms[row['method']]:.1f} |"
         )
-    print("\n| timing | value |")
+    print("\n| timing | seconds |")
     print("|---|---:|")
     for key, value in timings.items():
         print(f"| {key} | {value:.2f} |")
     print("\ngenerated answers:")
-    for (drug, condition), text in zip(FACTS, generated):
-        print(f"- {ask(drug)} -> {text!r} (planted: {condition})")
+    for (drug, condition), text, ok in zip(FACTS, generated, knows):
+        print(f"- {ask(drug)} -> {text!r} (planted: {condition}){'' if ok else ' [not learned]'}")
+
+
+def lora_modules(model: torch.nn.Module) -> list[str]:
+    config = model.peft_config["default"]  # type: ignore[attr-defined]
+    return sorted(config.target_modules) if not isinstance(config.target_modules, str) else [config.target_modules]
 
 
 if __name__ == "__main__":
