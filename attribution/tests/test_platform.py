@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import UserFactory
 from attribution import services
 from attribution.models import AttributionIndex, Citation, Flag, Receipt
-from datanets.models import Job
+from datanets.models import Job, SnapshotRecord
 from models_factory import services as mf
-from models_factory.models import ModelVersion
+from models_factory.models import Inference, ModelVersion
 from models_factory.tests.factories import qa_records, snapshot_with
 
 pytestmark = pytest.mark.django_db
@@ -150,11 +150,29 @@ def test_generative_receipt_credits_verbatim_spans():
     assert index.method == "spans" and index.status == "ready"
     inference = paid_inference(version, {"prompt": "What is the capital of region 3?", "max_tokens": 12})
     receipt = inference.receipt_obj
-    assert receipt is not None and receipt.body["method"] == "spans"
-    # Whatever the tiny model generated, a receipt exists and its shares are whole.
+    # Whatever the tiny model generated, a receipt exists, its shares are whole and it recomputes to the same id:
+    # spans when the output repeats training text verbatim, else sentence-encoder similarity.
+    assert receipt is not None and receipt.body["method"] in {"spans", "similarity"}
     assert sum(s["share_ppm"] for s in receipt.body["shares"]) in (0, 1_000_000)
     _, rid = services.receipt_recompute(receipt.id)
     assert rid == receipt.id
+
+    loaded, extra = services._load_index(version, index)
+    positions = {e[0]: i for i, e in enumerate(services._train_entries(version))}
+    record_of = {SnapshotRecord.objects.get(snapshot=snapshot, record_id=r).record.data["answer"]: p
+                 for r, p in positions.items()}  # fmt: skip
+    # An answer copied from one record: spans credit that record first.
+    copied = Inference(
+        input={"prompt": "Tell me about region 7."}, output={"text": "The capital of region 7 is Town7."}
+    )
+    method, scored = services._scores_for(version, loaded, extra, copied)
+    assert method == "spans" and scored[0][0] == record_of["The capital of region 7 is Town7."]
+    # No shared span of 6 tokens: the record closest in meaning comes first.
+    reworded = Inference(input={"prompt": "Which town governs region 9?"}, output={"text": "Town9 governs it."})
+    method, scored = services._scores_for(version, loaded, extra, reworded)
+    assert method == "similarity" and len(scored) == min(services.TOP_K, len(positions))
+    assert scored[0][0] == record_of["The capital of region 9 is Town9."]
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
     from attribution.engine import SpanIndex
 
     span_index = SpanIndex.load(f"{index.path}/spans")
