@@ -173,6 +173,15 @@ def test_generative_receipt_credits_verbatim_spans():
     assert method == "similarity" and len(scored) == min(services.TOP_K, len(positions))
     assert scored[0][0] == record_of["The capital of region 9 is Town9."]
     assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
+    # A stored similarity receipt recomputes to the same id from the snapshot and artifact alone.
+    stored = Inference.objects.create(
+        version=version, consumer=inference.consumer, input=reworded.input, input_hash="0" * 64,
+        output=reworded.output, fee=1, latency_ms=1.0,
+    )  # fmt: skip
+    similar = services.receipt_create(inference=stored)
+    assert similar is not None and similar.body["method"] == "similarity"
+    assert sum(s["share_ppm"] for s in similar.body["shares"]) == 1_000_000
+    assert services.receipt_recompute(similar.id)[1] == similar.id
     from attribution.engine import SpanIndex
 
     span_index = SpanIndex.load(f"{index.path}/spans")
