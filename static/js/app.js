@@ -22,6 +22,10 @@ window.Datanets = (function () {
     if (s < 3600) return Math.floor(s / 60) + " min " + Math.round(s % 60) + " s";
     return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
   }
+  // Set once the person types or picks anything on this page; live jobs then stop reloading it.
+  let editing = false;
+  document.addEventListener("input", function (e) { if (e.target.matches && e.target.matches("input, textarea, select")) editing = true; });
+  document.addEventListener("submit", function () { editing = true; });
   function watchJob(el) {
     const url = el.dataset.jobUrl, bar = el.querySelector(".bar"), status = el.querySelector(".job-status");
     const msg = el.querySelector(".job-message"), eta = el.querySelector(".job-eta");
@@ -39,7 +43,12 @@ window.Datanets = (function () {
         eta.textContent = job.progress_done.toLocaleString() + " / " + job.progress_total.toLocaleString() + " " + job.progress_unit + (left ? " · about " + fmtSeconds(left) + " left" : "");
       }
       if (job.status === "queued" || job.status === "running") { setTimeout(tick, 700); }
-      else if (el.dataset.reload) { setTimeout(function () { window.location.reload(); }, 300); }  // show 100% briefly, then the result
+      else if (el.dataset.reload && editing) {
+        // Never throw away what the person is typing: offer the reload instead of doing it.
+        msg.textContent = job.message + " · "; const a = document.createElement("a");
+        a.href = window.location.href; a.textContent = "reload to see the result"; msg.appendChild(a);
+      }
+      else if (el.dataset.reload) { setTimeout(function () { if (!editing) window.location.reload(); }, 300); }  // show 100% briefly, then the result
     }
     tick();
   }
