@@ -75,13 +75,12 @@ def cross_fit(
     probabilities = np.zeros((n, classes), dtype=np.float64)
     x = torch.from_numpy(x_all)
     y = torch.from_numpy(labels)
-    with torch.random.fork_rng(devices=[]):
-        for f in range(k):
-            held = np.sort(order[f::k])
-            kept = np.setdiff1d(np.arange(n), held)
-            layer = _fit_softmax(x[kept], y[kept], classes, l2, max_iter)
-            with torch.no_grad():
-                probabilities[held] = torch.softmax(layer(x[held]), dim=1).numpy()
+    for f in range(k):
+        held = np.sort(order[f::k])
+        kept = np.setdiff1d(np.arange(n), held)
+        layer = _fit_softmax(x[kept], y[kept], classes, l2, max_iter)
+        with torch.no_grad():
+            probabilities[held] = torch.softmax(layer(x[held]), dim=1).numpy()
     rows = np.arange(n)
     own = probabilities[rows, labels]
     others = probabilities.copy()

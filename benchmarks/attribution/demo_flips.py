@@ -16,7 +16,6 @@ Usage: python benchmarks/attribution/demo_flips.py
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits
+import reviews
 
 from attribution.engine import GradientIndex, knn_shapley
 from attribution.engine.crossfit import _fit_softmax, cross_fit
@@ -41,31 +41,15 @@ def embeddings() -> dict[str, np.ndarray]:
     path = OUT / "emb.npz"
     if path.exists():
         return dict(np.load(path))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
+    reviews.setup_django()
     from datanets.demo import LABELS, drug_reviews
-    from models_factory.trainers.base_models import resolve_encoder
-    from models_factory.trainers.classifier import encoder_normalizes, load_encoder, mean_pool, pad_batch
 
-    ref = resolve_encoder()
-    encoder, tokenizer = load_encoder(ref)
-    encoder.eval()
-    normalize = encoder_normalizes(Path(ref.path))
     data: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
         rows = drug_reviews(split)
-        ids = tokenizer([r["text"] for r in rows], truncation=True, max_length=128)["input_ids"]
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(ids), 32):
-                batch, mask = pad_batch(ids[start : start + 32], tokenizer.pad_token_id or 0)
-                pooled = mean_pool(encoder(input_ids=batch, attention_mask=mask).last_hidden_state, mask)
-                out.append((torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled).numpy())
-        data[f"x_{split}"] = np.concatenate(out)
-        data[f"y_{split}"] = np.array([LABELS.index(r["label"]) for r in rows])
         texts = [r["text"] for r in rows]
+        data[f"x_{split}"] = reviews.encode(texts, 128).numpy()
+        data[f"y_{split}"] = np.array([LABELS.index(r["label"]) for r in rows])
         data[f"dup_{split}"] = np.array([texts.index(t) != i for i, t in enumerate(texts)])
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez(path, **data)
@@ -91,8 +75,7 @@ def flip(y: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def train_head(x: torch.Tensor, y: torch.Tensor) -> torch.nn.Module:
-    head = _fit_softmax(x.double(), y, 3, 1e-4, 300).float()
-    return head
+    return _fit_softmax(x.double(), y, 3, 1e-4, 300).float()
 
 
 def signals(data: dict[str, np.ndarray], y: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:

@@ -11,7 +11,6 @@ Usage: python benchmarks/attribution/lds_reviews.py [--subsets N] [--ours]
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits
+import reviews
 from lds import REFERENCES, lds, preload_torch_func, print_table, reference
 
 from attribution.engine import GradientIndex
@@ -40,31 +40,15 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def embeddings(path: Path) -> dict[str, torch.Tensor]:
     if path.exists():
         return torch.load(path, weights_only=True)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
+    reviews.setup_django()
     from datanets.demo import LABELS, drug_reviews
-    from models_factory.trainers.base_models import resolve_encoder
-    from models_factory.trainers.classifier import encoder_normalizes, load_encoder, mean_pool, pad_batch
 
-    ref = resolve_encoder()
-    encoder, tokenizer = load_encoder(ref)
-    encoder.eval()
-    normalize = encoder_normalizes(Path(ref.path))
     rng = np.random.default_rng(0)
     data: dict[str, torch.Tensor] = {}
     for split, n in (("train", N_TRAIN), ("test", N_TEST)):
         rows = drug_reviews(split)
         picked = [rows[i] for i in np.sort(rng.choice(len(rows), n, replace=False))]
-        ids = tokenizer([r["text"] for r in picked], truncation=True, max_length=MAX_LENGTH)["input_ids"]
-        out = []
-        with torch.inference_mode():
-            for start in range(0, n, 32):
-                batch, mask = pad_batch(ids[start : start + 32], tokenizer.pad_token_id or 0)
-                pooled = mean_pool(encoder(input_ids=batch, attention_mask=mask).last_hidden_state, mask)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled)
-        data[f"x_{split}"] = torch.cat(out).float()
+        data[f"x_{split}"] = reviews.encode([r["text"] for r in picked], MAX_LENGTH)
         data[f"y_{split}"] = torch.tensor([LABELS.index(r["label"]) for r in picked])
     torch.save(data, path)
     return data
