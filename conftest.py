@@ -156,7 +156,7 @@ def wait_for(predicate: Any, *, timeout: float = 60, interval: float = 0.2, what
 
 
 def wait_for_job(job_id: Any, *, timeout: float = 90) -> Any:
-    from datanets.models import Job
+    from core.models import Job
 
     def finished() -> Any:
         job = Job.objects.get(pk=job_id)

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import ApiToken
-from config.errors import UserError
+from core.errors import UserError
 
 
 class TokenSerializer(serializers.ModelSerializer):

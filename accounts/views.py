@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services
 from accounts.forms import SignUpForm, TokenForm, WalletForm
-from config.errors import UserError
+from core.errors import UserError
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from attribution import services
 from attribution.models import AttributionIndex, Citation
-from config.errors import Forbidden
+from core.errors import Forbidden
 from datanets.serializers import JobSerializer
 from models_factory.models import ModelVersion
 

@@ -6,4 +6,7 @@ class AttributionConfig(AppConfig):
     name = "attribution"
 
     def ready(self) -> None:
-        from attribution import services  # noqa: F401  (registers the attribution job kinds)
+        from core import jobs
+
+        jobs.register("attribution_index", "attribution.build_index")
+        jobs.register("valuation", "attribution.value_epoch")

@@ -4,7 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from datanets.models import Job, Record
+from core.models import Job
+from datanets.models import Record
 from models_factory.models import Inference, ModelVersion
 
 

@@ -26,16 +26,15 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from attribution.models import AttributionIndex, Citation, Flag, Receipt, RecordValuation
-from config.errors import NotFound, UserError
-from datanets.ingest.canonical import canonical_json, content_hash
-from datanets.jobs import JOB_TASKS, JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
-from datanets.models import Job, Record, SnapshotRecord
+from core.canonical import canonical_json, content_hash
+from core.errors import NotFound, UserError
+from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
+from core.models import Job
+from datanets.models import Record, SnapshotRecord
 from models_factory.models import Inference, MLModel, ModelVersion
 
 log = logging.getLogger(__name__)
 
-JOB_TASKS["attribution_index"] = "attribution.build_index"
-JOB_TASKS["valuation"] = "attribution.value_epoch"
 
 TOP_K = 16
 # Valuation flags: each signal sends at most this fraction of the training records to curators.

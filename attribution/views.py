@@ -16,7 +16,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from attribution import services
 from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
-from config.errors import UserError
+from core.errors import UserError
 from datanets import selectors
 from datanets.models import Datanet, Record
 

@@ -27,7 +27,7 @@ import datasketch
 import numpy as np
 import pyarrow
 
-from datanets.ingest.canonical import content_hash
+from core.canonical import content_hash
 from datanets.ingest.manifest import merkle_root_sha256
 from datanets.ingest.neardup import (
     RECALL_WEIGHTS,

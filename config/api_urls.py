@@ -2,6 +2,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from accounts import api as accounts_api
+from core import api as core_api
 from datanets import api as datanets_api
 from models_factory import api as models_api
 
@@ -13,7 +14,7 @@ router.register("uploads", datanets_api.UploadViewSet, basename="upload")
 router.register("contributions", datanets_api.ContributionViewSet, basename="contribution")
 router.register("records", datanets_api.RecordViewSet, basename="record")
 router.register("snapshots", datanets_api.SnapshotViewSet, basename="snapshot")
-router.register("jobs", datanets_api.JobViewSet, basename="job")
+router.register("jobs", core_api.JobViewSet, basename="job")
 router.register("ml-models", models_api.MLModelViewSet, basename="ml-model")
 router.register("training-runs", models_api.TrainingRunViewSet, basename="training-run")
 router.register("models", models_api.ModelVersionViewSet, basename="model-version")

@@ -40,11 +40,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "core",
     "accounts",
     "datanets",
     "models_factory",
     "attribution",
     "settlement",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -140,7 +142,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": [],
 }
 SPECTACULAR_SETTINGS = {
@@ -196,7 +198,7 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    # Jobs whose worker died are sent again (the claim in datanets.jobs makes a second delivery harmless).
+    # Jobs whose worker died are sent again (the claim in core.jobs makes a second delivery harmless).
     "requeue-stale-jobs": {"task": "datanets.requeue_stale_jobs", "schedule": 60.0},
     # Earnings of the open epoch update every minute (closing an epoch accrues everything anyway).
     "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},

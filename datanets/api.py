@@ -7,7 +7,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -15,13 +14,12 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.errors import Forbidden, NotFound, TooLarge, UserError
+from core.errors import Forbidden, NotFound, TooLarge, UserError
 from datanets import selectors, services
-from datanets.models import Contribution, Datanet, Job, Record, Snapshot, Upload
+from datanets.models import Contribution, Datanet, Record, Snapshot, Upload
 from datanets.serializers import (
     ContributionSerializer,
     DatanetSerializer,
-    JobSerializer,
     PasteSerializer,
     RecordSerializer,
     RowErrorSerializer,
@@ -311,20 +309,3 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         fmt = str(request.data.get("format", ""))
         export = services.snapshot_export_request(actor=request.user, snapshot=snapshot, fmt=fmt)
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
-
-
-class JobViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    serializer_class = JobSerializer
-    permission_classes = [permissions.AllowAny]
-    queryset = Job.objects.all()
-
-    @extend_schema(request=None, responses=JobSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
-    def cancel(self, request: Request, pk: str) -> Response:
-        job = get_object_or_404(Job, pk=pk)
-        if job.created_by_id != request.user.pk and not request.user.is_staff:
-            raise Forbidden("Only the person who started this job can cancel it.")
-        if job.is_active:
-            Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-            job.refresh_from_db()
-        return Response(JobSerializer(job).data)

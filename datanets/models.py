@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from core.models import Job
 from datanets.ingest.schema import RECORD_KINDS
 
 RECORD_KIND_CHOICES = [(key, kind.name) for key, kind in RECORD_KINDS.items()]
@@ -80,60 +81,6 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["datanet", "user", "role"], name="unique_membership_role")]
-
-
-class Job(models.Model):
-    """Long work done by a Celery worker. The row, not the broker, is the truth about it."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    ACTIVE = (Status.QUEUED, Status.RUNNING)
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=40, db_index=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
-    )
-    progress_done = models.BigIntegerField(default=0)
-    progress_total = models.BigIntegerField(default=0)
-    progress_unit = models.CharField(max_length=20, default="items")
-    message = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
-    result = models.JSONField(default=dict, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    cancel_requested = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.id} ({self.status})"
-
-    @property
-    def percent(self) -> float:
-        if self.status == self.Status.SUCCEEDED:
-            return 100.0
-        if self.progress_total <= 0:
-            return 0.0
-        return min(100.0, 100.0 * self.progress_done / self.progress_total)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE
-
-    def get_absolute_url(self) -> str:
-        return reverse("api:job-detail", args=[self.id])
 
 
 class Upload(models.Model):
@@ -285,6 +232,27 @@ class RecordBand(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["datanet_id_ref", "band_key"], name="record_band_idx")]
+
+
+class ContributorStanding(models.Model):
+    """A contributor's standing in one Datanet: penalty points and the extra approvals their uploads need.
+
+    Owned here, because review reads it on every vote; the rewards app keeps it current through
+    ``contributor_standing_set`` whenever penalties or the penalty rule change.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="standings")
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="standings")
+    penalty_points = models.PositiveIntegerField(default=0)
+    extra_approvals = models.PositiveSmallIntegerField(default=0)
+    reason = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "datanet"], name="one_standing_per_user_datanet")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.datanet_id}: {self.penalty_points} points, +{self.extra_approvals}"
 
 
 class Vote(models.Model):

@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from datanets.models import Contribution, Datanet, Membership, Record, Vote
+from datanets.models import Contribution, ContributorStanding, Datanet, Membership, Record, Vote
 
 
 def is_owner(user: User, datanet: Datanet) -> bool:
@@ -39,6 +39,12 @@ def curators_of(datanet: Datanet) -> QuerySet[User]:
     return User.objects.filter(memberships__datanet=datanet, memberships__role=Membership.Role.CURATOR).order_by(
         "username"
     )
+
+
+def extra_approvals_for(user_id: int, datanet: Datanet) -> int:
+    """Approvals this contributor's uploads need beyond the Datanet's quorum (from their standing; 0 by default)."""
+    standing = ContributorStanding.objects.filter(user_id=user_id, datanet=datanet).only("extra_approvals").first()
+    return standing.extra_approvals if standing else 0
 
 
 def datanet_ids_visible(user: User) -> QuerySet[Datanet]:

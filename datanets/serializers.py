@@ -6,36 +6,9 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from accounts.models import User
-from datanets.models import Contribution, Datanet, Job, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
+from core.serializers import JobSerializer
+from datanets.models import Contribution, Datanet, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
 from datanets.services import DATANET_FIELDS
-
-
-class JobSerializer(serializers.ModelSerializer):
-    percent = serializers.FloatField(read_only=True)
-    url = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Job
-        fields = [
-            "id",
-            "kind",
-            "status",
-            "percent",
-            "progress_done",
-            "progress_total",
-            "progress_unit",
-            "message",
-            "error",
-            "result",
-            "attempts",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "url",
-        ]
-
-    def get_url(self, job: Job) -> str:
-        return reverse("api:job-detail", args=[job.id])
 
 
 class DatanetSerializer(serializers.ModelSerializer):

@@ -18,19 +18,21 @@ from django.utils.text import slugify
 
 from accounts.audit import audit_record
 from accounts.models import User
-from config.errors import Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, UserError
+from core.bulk import bulk_insert
+from core.canonical import canonical_json, content_hash
+from core.errors import Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, UserError
+from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
+from core.models import Job
+from core.storage import blob_local_path, blob_put_bytes, blob_put_file, sha256_file
 from datanets import selectors
-from datanets.bulk import bulk_insert
-from datanets.ingest.canonical import canonical_json, content_hash
 from datanets.ingest.manifest import merkle_root_sha256
 from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, band_keys, jaccard_estimate, lsh_params
 from datanets.ingest.parsers import FileError, detect_format, iter_rows
 from datanets.ingest.schema import RecordError, validate_record
-from datanets.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from datanets.models import (
     Contribution,
+    ContributorStanding,
     Datanet,
-    Job,
     Membership,
     Record,
     RecordBand,
@@ -41,7 +43,6 @@ from datanets.models import (
     Upload,
     Vote,
 )
-from datanets.storage import blob_local_path, blob_put_bytes, blob_put_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -731,9 +732,8 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
             record.approvals += 1
         else:
             record.rejections += 1
-        from settlement.accounting import extra_approvals_for  # penalties: past the threshold, one more approval
-
-        if record.approvals >= datanet.approvals_needed + extra_approvals_for(record.contributor_id, datanet):
+        extra = selectors.extra_approvals_for(record.contributor_id, datanet)  # penalized: more approvals
+        if record.approvals >= datanet.approvals_needed + extra:
             record.status = Record.Status.APPROVED
         elif record.rejections >= datanet.rejections_needed:
             record.status = Record.Status.REJECTED
@@ -753,6 +753,26 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
             },
         )
     return record
+
+
+def contributor_standing_set(
+    *, user_id: int, datanet: Datanet, penalty_points: int, extra_approvals: int, reason: str = ""
+) -> ContributorStanding:
+    """Set a contributor's standing in a Datanet (called by the rewards app when penalties or the rule change)."""
+    with transaction.atomic():
+        standing, _ = ContributorStanding.objects.select_for_update().get_or_create(user_id=user_id, datanet=datanet)
+        before = {"penalty_points": standing.penalty_points, "extra_approvals": standing.extra_approvals}
+        after = {"penalty_points": penalty_points, "extra_approvals": extra_approvals}
+        if before == after and standing.reason == reason[:300]:
+            return standing
+        standing.penalty_points, standing.extra_approvals, standing.reason = (
+            penalty_points,
+            extra_approvals,
+            reason[:300],
+        )
+        standing.save()
+        audit_record(actor=None, action="standing.set", target=standing, before=before, after=after)
+    return standing
 
 
 # --- Snapshots ------------------------------------------------------------------------------------------------

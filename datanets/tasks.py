@@ -6,8 +6,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import OperationalError
 
+from core.jobs import jobs_requeue_stale, stale_after
 from datanets import services
-from datanets.jobs import jobs_requeue_stale, stale_after
 
 
 @shared_task(name="datanets.ingest_contribution", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)

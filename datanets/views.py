@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from config.errors import UserError, validation_message
+from core.errors import UserError, validation_message
 from datanets import selectors, services
 from datanets.ingest.schema import RECORD_KINDS
 from datanets.models import Contribution, Datanet, Record, Snapshot, SnapshotExport

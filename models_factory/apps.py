@@ -6,6 +6,6 @@ class ModelsFactoryConfig(AppConfig):
     name = "models_factory"
 
     def ready(self) -> None:
-        from datanets.jobs import JOB_TASKS
+        from core import jobs
 
-        JOB_TASKS["train"] = "models_factory.tasks.train_model"
+        jobs.register("train", "models_factory.tasks.train_model")

@@ -7,7 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from datanets.models import Datanet, Job, Snapshot
+from core.models import Job
+from datanets.models import Datanet, Snapshot
 
 
 class MLModel(models.Model):

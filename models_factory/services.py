@@ -17,10 +17,11 @@ from django.utils.text import slugify
 
 from accounts.audit import audit_record
 from accounts.models import User
-from config.errors import Conflict, Forbidden, NotFound, UserError
-from datanets.ingest.canonical import content_hash
-from datanets.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
-from datanets.models import Job, Snapshot, SnapshotRecord
+from core.canonical import content_hash
+from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
+from core.models import Job
+from datanets.models import Snapshot, SnapshotRecord
 from models_factory.artifacts import artifact_local_path, artifact_publish
 from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
 

@@ -11,7 +11,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from config.errors import UserError
+from core.errors import UserError
 from datanets.models import Datanet, Snapshot
 from models_factory import services
 from models_factory.artifacts import artifact_local_path
@@ -137,7 +137,7 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
         matrix = [(labels[i] if i < len(labels) else i, [(n, n / top) for n in row]) for i, row in enumerate(cm)]
     account = CreditAccount.objects.filter(user=request.user).first() if request.user.is_authenticated else None
     from attribution.models import AttributionIndex, Flag
-    from datanets.models import Job
+    from core.models import Job
 
     attribution_index = AttributionIndex.objects.filter(version=v).select_related("job").first()
     valuation_job = Job.objects.filter(kind="valuation", target_id=str(v.pk)).order_by("-created_at").first()

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import User
-from config.errors import Conflict, Forbidden, NotFound, UserError
-from datanets.models import Datanet, Record, Vote
+from core.errors import Conflict, Forbidden, NotFound, UserError
+from datanets.models import ContributorStanding, Datanet, Record, Vote
+from datanets.services import contributor_standing_set
 from settlement.models import (
     BPS,
     AccountTotal,
@@ -142,6 +143,7 @@ def policy_set(
             before=before,
             after={"bps": [platform_bps, builder_bps, curators_bps, contributors_bps], "threshold": penalty_threshold},
         )
+        standings_refresh(datanet)
     return policy
 
 
@@ -336,14 +338,30 @@ def penalty_points(*, account: User, datanet: Datanet) -> int:
     return sum(Penalty.objects.filter(account=account, datanet=datanet).values_list("points", flat=True))
 
 
-def extra_approvals_for(contributor: User | int, datanet: Datanet) -> int:
-    """Approvals a contributor's uploads need beyond the Datanet's quorum: 1 once their penalty points in this
-    Datanet are over the policy's threshold (DESIGN.md, Rewards), else 0. Called by datanets.services.vote_cast."""
-    account_id = contributor if isinstance(contributor, int) else contributor.pk
-    points = sum(Penalty.objects.filter(account_id=account_id, datanet=datanet).values_list("points", flat=True))
-    if not points:
-        return 0
-    return 1 if points > policy_for(datanet).penalty_threshold else 0
+def standings_refresh(datanet: Datanet, account_ids: Iterable[int] | None = None) -> None:
+    """Write each contributor's penalty points and extra approvals into their standing in the Datanet: one more
+    approval once their points are over the policy's threshold (DESIGN.md, Rewards)."""
+    threshold = policy_for(datanet).penalty_threshold
+    points: dict[int, int] = defaultdict(int)
+    for account_id, p in Penalty.objects.filter(datanet=datanet).values_list("account_id", "points"):
+        points[account_id] += p
+    known = set(ContributorStanding.objects.filter(datanet=datanet).values_list("user_id", flat=True))
+    wanted = set(points) | known if account_ids is None else set(account_ids)
+    for account_id in sorted(wanted):
+        over = points[account_id] > threshold
+        reason = (
+            f"{points[account_id]} penalty points in this Datanet, over its threshold of {threshold}: uploads need one "
+            "more approval"
+            if over
+            else ""
+        )
+        contributor_standing_set(
+            user_id=account_id,
+            datanet=datanet,
+            penalty_points=points[account_id],
+            extra_approvals=1 if over else 0,
+            reason=reason,
+        )
 
 
 def _assess_penalties(epoch: Epoch, datanet: Datanet, version: Any) -> None:
@@ -371,6 +389,7 @@ def _assess_penalties(epoch: Epoch, datanet: Datanet, version: Any) -> None:
         ],
         ignore_conflicts=True,
     )
+    standings_refresh(datanet)
 
 
 def _assess_all_penalties(epoch: Epoch) -> None:

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import Forbidden, NotFound
+from core.errors import Forbidden, NotFound
 from datanets.models import Datanet
 from settlement import accounting, selectors, services
 from settlement.models import Allocation, Epoch, EpochPool, Settlement

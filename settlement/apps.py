@@ -7,8 +7,6 @@ class SettlementConfig(AppConfig):
     verbose_name = "Rewards and settlement"
 
     def ready(self) -> None:
-        # The worker's requeue of stale jobs must know the kind before anything imports settlement.services
-        # (which sets the same entry and pulls in the chain libraries).
-        from datanets.jobs import JOB_TASKS
+        from core import jobs
 
-        JOB_TASKS["settle"] = "settlement.settle_epoch"
+        jobs.register("settle", "settlement.settle_epoch")

@@ -38,9 +38,9 @@ from web3.exceptions import TransactionNotFound
 from accounts.audit import audit_record
 from accounts.models import User
 from accounts.services import reward_address
-from config.errors import Conflict, Forbidden, NotFound, UserError
-from datanets.jobs import JOB_TASKS, JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
-from datanets.models import Job
+from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
+from core.models import Job
 from settlement import onchain
 from settlement.chain import client
 from settlement.chain.client import ChainError, ChainRevert, ChainUnavailable, NonceConflict
@@ -49,7 +49,6 @@ from settlement.models import Allocation, ClaimRelay, Epoch, PayoutAddress, Sett
 
 log = logging.getLogger(__name__)
 
-JOB_TASKS["settle"] = "settlement.settle_epoch"
 
 ENCODING = ["address", "uint256"]
 DUMP_FORMAT = "datanets-epoch-v1"

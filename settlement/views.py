@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from config.errors import UserError
+from core.errors import UserError
 from datanets.models import Datanet
 from settlement import accounting, selectors, services
 from settlement.models import Allocation, Settlement

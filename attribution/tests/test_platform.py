@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 from accounts.tests.factories import UserFactory
 from attribution import services
 from attribution.models import AttributionIndex, Citation, Flag, Receipt
-from datanets.models import Job, SnapshotRecord
+from core.models import Job
+from datanets.models import SnapshotRecord
 from models_factory import services as mf
 from models_factory.models import Inference, ModelVersion
 from models_factory.tests.factories import qa_records, snapshot_with

@@ -1,6 +1,6 @@
 """The demo's planted label flips: how they are chosen, and how well each valuation signal finds them.
 
-Selection (prints the line numbers that datanets/demo.py keeps in PLANTED_LINES): bob's file is the second half of
+Selection (prints the line numbers that demo/loader.py keeps in PLANTED_LINES): bob's file is the second half of
 the package's 600 training reviews. Among its polar reviews (positive or negative), not duplicated elsewhere, we take
 the 12 whose label a sentiment model trained only on the package's separate test split (379 reviews) is most sure
 of: reviews whose sentiment is unmistakable, so flipping them is a clear mislabel rather than a judgement call.
@@ -42,7 +42,7 @@ def embeddings() -> dict[str, np.ndarray]:
     if path.exists():
         return dict(np.load(path))
     reviews.setup_django()
-    from datanets.demo import LABELS, drug_reviews
+    from demo.loader import LABELS, drug_reviews
 
     data: dict[str, np.ndarray] = {}
     for split in ("train", "test"):

@@ -41,7 +41,7 @@ def embeddings(path: Path) -> dict[str, torch.Tensor]:
     if path.exists():
         return torch.load(path, weights_only=True)
     reviews.setup_django()
-    from datanets.demo import LABELS, drug_reviews
+    from demo.loader import LABELS, drug_reviews
 
     rng = np.random.default_rng(0)
     data: dict[str, torch.Tensor] = {}

@@ -2,7 +2,7 @@
 
 Ten made-up facts (an invented drug and the invented condition it treats) are each planted by one contributor in five
 records worded differently from the question asked later (none says "condition" or "taken for"), among real
-question/answer records from the demo Datanet (datanets.demo.drug_conditions, no context; 60 by default) spread over
+question/answer records from the demo Datanet (demo.loader.drug_conditions, no context; 60 by default) spread over
 20 contributors. Each filler record "<drug> was taken for <condition>." comes with a restatement by the same
 contributor in one of the planted records' wordings ("<drug> is prescribed to manage <condition>."): the model then
 sees, for real drugs, that a fact stated one way answers a question asked another way, which a 135M model fine-tuned
@@ -108,7 +108,7 @@ def filler_records(n: int) -> list[dict[str, str]]:
     import django
 
     django.setup()
-    from datanets.demo import drug_conditions
+    from demo.loader import drug_conditions
 
     return [{"question": r["question"], "answer": r["answer"]} for r in drug_conditions(limit=n)]
 

@@ -123,7 +123,7 @@ def generate(n: int) -> Path:
     """``records-N.jsonl``: labeled_text records, Zipf-distributed words (30k vocabulary), 15-65 words each, with
     2% exact copies and 2% near copies (one or two words changed) of earlier records. Also ``records-N.copy``, the
     same rows pre-hashed and formatted for COPY, for the reference."""
-    from datanets.ingest.canonical import canonical_json
+    from core.canonical import canonical_json
 
     path = OUT / f"records-{n}.jsonl"
     copy_path = OUT / f"records-{n}.copy"
@@ -219,8 +219,9 @@ def _child_ingest(job_id: str) -> None:
 
 
 def ingest(args: argparse.Namespace, *, path: Path, datanet: Any, user: Any) -> dict[str, Any]:
+    from core.models import Job
     from datanets import services
-    from datanets.models import Contribution, Job
+    from datanets.models import Contribution
 
     services.job_enqueue = lambda job: None  # the child below is the worker
     result = services.contribution_from_path(user=user, datanet=datanet, path=path, filename=path.name)

@@ -40,7 +40,7 @@ def run(chain: str, contributors: int, per_receipt: int) -> None:
 
     from accounts.models import User
     from attribution.models import Receipt
-    from datanets.ingest.canonical import canonical_json
+    from core.canonical import canonical_json
     from models_factory.models import Inference
     from settlement import accounting, onchain, services
     from settlement.tests.factories import model_version

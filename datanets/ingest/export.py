@@ -16,7 +16,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datanets.ingest.canonical import canonical_json
+from core.canonical import canonical_json
 
 
 def _temporary(path: str | os.PathLike[str]) -> str:

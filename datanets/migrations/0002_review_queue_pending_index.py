@@ -5,15 +5,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datanets', '0001_initial'),
+        ("datanets", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='record',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['datanet', 'id'], name='record_pending_idx'),
+            model_name="record",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["datanet", "id"], name="record_pending_idx"
+            ),
         ),
     ]

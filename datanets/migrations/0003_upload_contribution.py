@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datanets', '0002_review_queue_pending_index'),
+        ("datanets", "0002_review_queue_pending_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='upload',
-            name='contribution',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='uploads', to='datanets.contribution'),
+            model_name="upload",
+            name="contribution",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="uploads",
+                to="datanets.contribution",
+            ),
         ),
     ]

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from accounts.tests.factories import UserFactory
-from config.errors import Forbidden, QuotaExceeded, TooLarge, UserError
+from core.errors import Forbidden, QuotaExceeded, TooLarge, UserError
 from datanets import services
 from datanets.models import Contribution, Record, RowError
 from datanets.tests.factories import DatanetFactory, distinct_records, ingest, jsonl
@@ -299,9 +299,9 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
     path.write_bytes(jsonl(records))
     result = services.contribution_from_path(user=alice, datanet=datanet, path=path, filename="a.jsonl")
     c = result.contribution
+    from core.storage import blob_local_path
     from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, lsh_params
     from datanets.ingest.parsers import iter_rows
-    from datanets.storage import blob_local_path
 
     with blob_local_path(c.blob_name) as local:
         rows = list(
@@ -311,7 +311,7 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
     services._ingest_batch(c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6)  # first batch committed, then "crash"
     c.job.status = "running"
     c.job.save()
-    from datanets.models import Job
+    from core.models import Job
 
     Job.objects.filter(pk=c.job_id).update(heartbeat_at=None)
     services.contribution_ingest(job_id=str(c.job_id))  # claim works: a running job with no heartbeat is stale

@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
-from config.errors import Conflict, Forbidden, UserError
+from core.errors import Conflict, Forbidden, UserError
 from datanets import selectors, services
 from datanets.ingest.manifest import merkle_root_sha256
 from datanets.models import Record, Snapshot, SnapshotExport, Vote

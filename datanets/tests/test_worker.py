@@ -6,8 +6,9 @@ import pytest
 
 from accounts.tests.factories import UserFactory
 from conftest import wait_for, wait_for_job
+from core.models import Job
 from datanets import services
-from datanets.models import Contribution, Job, Record, RowError
+from datanets.models import Contribution, Record, RowError
 from datanets.tests.factories import DatanetFactory, add_curators, distinct_records, jsonl
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.tests.factories import UserFactory
+from core.canonical import content_hash
 from datanets import services as datanet_services
-from datanets.ingest.canonical import content_hash
 from datanets.models import Contribution, Datanet, Record, Snapshot
 from datanets.tests.factories import DatanetFactory
 

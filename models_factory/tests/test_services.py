@@ -6,8 +6,8 @@ import pytest
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
-from config.errors import Conflict, Forbidden, UserError
-from datanets.models import Job
+from core.errors import Conflict, Forbidden, UserError
+from core.models import Job
 from models_factory import services
 from models_factory.models import CreditAccount, Inference, ModelVersion
 from models_factory.tests.factories import qa_records, sentiment_records, snapshot_with

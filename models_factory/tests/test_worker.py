@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import wait_for, wait_for_job
-from datanets.models import Job
+from core.models import Job
 from models_factory import services
 from models_factory.models import ModelVersion, TrainingRun
 from models_factory.tests.factories import qa_records, snapshot_with

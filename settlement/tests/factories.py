@@ -12,8 +12,9 @@ from eth_account import Account
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from attribution.models import Receipt, RecordValuation
-from datanets.ingest.canonical import canonical_json, content_hash
-from datanets.models import Contribution, Datanet, Job, Record, Snapshot
+from core.canonical import canonical_json, content_hash
+from core.models import Job
+from datanets.models import Contribution, Datanet, Record, Snapshot
 from datanets.tests.factories import DatanetFactory
 from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
 

@@ -10,8 +10,7 @@ from web3 import Web3
 
 from accounts.tests.factories import UserFactory
 from settlement import accounting, services
-from settlement.demo import DEMO_WALLETS, load_settlement_demo
-from settlement.models import Epoch, RewardPolicy, Settlement
+from settlement.models import Settlement
 from settlement.tests.factories import linked_user, model_version, ppm_shares, receipt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,15 +58,3 @@ def test_admin_closes_settles_and_contributor_claims(embedded: Web3) -> None:
     earnings = contributor.get("/api/rewards/earnings/").json()
     assert earnings["per_epoch"][0]["amount"] == proof["cumulative"]
     assert contributor.get("/rewards/claim/proof.json").json()["proof"] == proof["proof"]
-
-
-def test_demo_links_wallets_by_signing_and_is_idempotent() -> None:
-    from datanets.tests.factories import DatanetFactory
-
-    users = {name: UserFactory(username=name) for name in DEMO_WALLETS}
-    DatanetFactory(owner=users["owner"])
-    load_settlement_demo(users)
-    load_settlement_demo(users)
-    users["alice"].refresh_from_db()
-    assert users["alice"].wallet_address == Web3().eth.account.from_key(DEMO_WALLETS["alice"]).address
-    assert RewardPolicy.objects.count() == 1 and Epoch.objects.get().status == Epoch.Status.OPEN

@@ -9,9 +9,10 @@ from django.test import Client
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
-from config.errors import Conflict, Forbidden, NotFound, UserError
+from core.errors import Conflict, Forbidden, NotFound, UserError
 from datanets import services as datanet_services
 from datanets.models import Contribution, Record
+from datanets.selectors import extra_approvals_for
 from datanets.tests.factories import DatanetFactory, add_curators
 from models_factory.models import CreditAccount
 from settlement import accounting
@@ -217,9 +218,9 @@ def test_penalized_contributor_needs_one_more_approval() -> None:
     records_with_values(version, {bob: [-0.2] * 4, carol: [-0.2] * 3})  # bob: 4 points (> 3), carol: 3 (not over)
     accounting.epoch_close(actor=None, number=accounting.epoch_open_get().number)
     assert accounting.penalty_points(account=bob, datanet=datanet) == 4
-    assert accounting.extra_approvals_for(bob, datanet) == 1
-    assert accounting.extra_approvals_for(carol, datanet) == 0
-    assert accounting.extra_approvals_for(bob, DatanetFactory()) == 0  # penalties are per Datanet
+    assert extra_approvals_for(bob.pk, datanet) == 1
+    assert extra_approvals_for(carol.pk, datanet) == 0
+    assert extra_approvals_for(bob.pk, DatanetFactory()) == 0  # penalties are per Datanet
 
     record = pending_record(datanet, bob)
     assert datanet_services.vote_cast(curator=c1, record_id=record.pk, decision="approve").status == "pending"
@@ -239,6 +240,14 @@ def test_penalized_contributor_needs_one_more_approval() -> None:
     )
 
     # raising the threshold lifts the extra approval
-    RewardPolicy.objects.filter(datanet=datanet).update(penalty_threshold=4)
-    assert accounting.extra_approvals_for(bob, datanet) == 0
+    accounting.policy_set(
+        actor=datanet.owner,
+        datanet=datanet,
+        platform_bps=1000,
+        builder_bps=2000,
+        curators_bps=1000,
+        contributors_bps=6000,
+        penalty_threshold=4,
+    )
+    assert extra_approvals_for(bob.pk, datanet) == 0
     assert Penalty.objects.filter(account=bob).count() == 4

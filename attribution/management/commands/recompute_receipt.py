@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from attribution import services
-from config.errors import UserError
+from core.errors import UserError
 
 
 class Command(BaseCommand):

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.tests.factories import UserFactory
-from datanets.models import Datanet, Job, Record, Snapshot
+from core.models import Job
+from datanets.models import Datanet, Record, Snapshot
 from datanets.tests.browser.conftest import log_in, log_out, screenshot
 from datanets.tests.factories import review_records
 

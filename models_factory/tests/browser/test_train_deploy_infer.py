@@ -16,9 +16,10 @@ from playwright.sync_api import expect
 from accounts.tests.factories import UserFactory
 from attribution.models import AttributionIndex, Receipt
 from conftest import wait_for
+from core.canonical import content_hash
+from core.models import Job
 from datanets import services as datanet_services
-from datanets.ingest.canonical import content_hash
-from datanets.models import Contribution, Datanet, Job, Record, Snapshot
+from datanets.models import Contribution, Datanet, Record, Snapshot
 from datanets.tests.browser.conftest import log_in, screenshot
 from datanets.tests.factories import DatanetFactory
 from models_factory import services

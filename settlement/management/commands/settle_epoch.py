@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.errors import UserError
+from core.errors import UserError
 from settlement import accounting, services
 from settlement.models import Settlement
 

@@ -18,23 +18,40 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.models import User
-from datanets.models import Job
+from core.models import Job
 
 log = logging.getLogger(__name__)
 
-# kind -> dotted Celery task name that takes (job_id: str)
-JOB_TASKS: dict[str, str] = {
-    "ingest": "datanets.ingest_contribution",
-    "export": "datanets.export_snapshot",
-}
+# kind -> dotted Celery task name that takes (job_id: str). Filled only by register(), from each app's ready(),
+# so that a worker knows every kind before it requeues stale jobs, whatever it has imported.
+_TASKS: dict[str, str] = {}
+
+
+def register(kind: str, task: str) -> None:
+    """Name the Celery task (it takes the job id) that runs jobs of ``kind``. Call it from ``AppConfig.ready()``."""
+    known = _TASKS.get(kind)
+    if known is not None and known != task:
+        raise ValueError(f"job kind {kind!r} is already registered to {known!r}")
+    _TASKS[kind] = task
+
+
+def registered_kinds() -> dict[str, str]:
+    return dict(_TASKS)
+
+
+def task_for(kind: str) -> str:
+    try:
+        return _TASKS[kind]
+    except KeyError:
+        raise LookupError(f"no task is registered for job kind {kind!r}; register it in its app's ready()") from None
 
 
 def stale_after() -> timedelta:
     return timedelta(seconds=getattr(settings, "JOB_STALE_SECONDS", 60))
 
 
-def job_create(*, kind: str, target_id: str | int = "", user: User | None = None, message: str = "") -> Job:
+def job_create(*, kind: str, target_id: str | int = "", user: Any = None, message: str = "") -> Job:
+    task_for(kind)  # refuse a kind no worker could run, before a row is written
     return Job.objects.create(
         kind=kind,
         target_id=str(target_id),
@@ -47,7 +64,7 @@ def job_enqueue(job: Job) -> None:
     """Send the job's task once the surrounding transaction commits (a worker must see the row)."""
     from config.celery import app
 
-    task_name = JOB_TASKS[job.kind]
+    task_name = task_for(job.kind)
     job_id = str(job.id)
     transaction.on_commit(lambda: app.send_task(task_name, args=[job_id]))
 
@@ -137,10 +154,10 @@ def jobs_requeue_stale() -> int:
         Q(status=Job.Status.QUEUED, created_at__lt=cutoff)
         | Q(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
-    ).filter(kind__in=JOB_TASKS)
+    ).filter(kind__in=list(_TASKS))
     count = 0
     for job in stale:
-        app.send_task(JOB_TASKS[job.kind], args=[str(job.id)])
+        app.send_task(_TASKS[job.kind], args=[str(job.id)])
         count += 1
     if count:
         log.warning("requeued %d job(s) left by a stopped worker", count)

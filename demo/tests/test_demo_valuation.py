@@ -7,8 +7,9 @@ import pytest
 
 from attribution import services
 from attribution.models import AttributionIndex, Flag
-from datanets.demo import DEMO_MODEL, DEMO_SLUG, PLANTED_LINES, drug_reviews, load_demo
-from datanets.models import Datanet, Job, Record
+from core.models import Job
+from datanets.models import Datanet, Record
+from demo.loader import DEMO_MODEL, DEMO_SLUG, PLANTED_LINES, drug_reviews, load_demo
 from models_factory import services as mf
 from models_factory.models import ModelVersion, TrainingRun
 

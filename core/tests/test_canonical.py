@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from datanets.ingest.canonical import canonical_json, content_hash
+from core.canonical import canonical_json, content_hash
 
 
 def test_canonical_json_sorts_keys_without_spaces_and_keeps_unicode() -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from datanets.demo import load_demo
+from demo.loader import load_demo
 
 
 class Command(BaseCommand):

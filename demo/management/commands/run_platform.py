@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from datanets.demo import DEMO_PASSWORD, DEMO_USERS
+from demo.loader import DEMO_PASSWORD, DEMO_USERS
 
 
 class Command(BaseCommand):

@@ -19,8 +19,12 @@ from pathlib import Path
 from django.db import transaction
 
 from accounts.models import User
+from core.models import Job
 from datanets import services
-from datanets.models import Datanet, Job, Record, Snapshot
+from datanets.models import Datanet, Record, Snapshot
+from demo.rewards import load_settlement_demo
+from models_factory.models import CreditAccount
+from models_factory.services import credits_grant, model_create, training_run_create
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +176,6 @@ def _queue_demo_training(owner: User, datanet: Datanet, snapshot: Snapshot) -> N
     """The demo's classifier: a head-only run on version 1, left queued for the worker that `make run` starts. When it
     registers, the worker builds its attribution index and runs the epoch valuation (which flags bob's planted flips).
     """
-    from models_factory.services import model_create, training_run_create
-
     model = model_create(
         builder=owner,
         datanet_slug=datanet.slug,
@@ -185,10 +187,6 @@ def _queue_demo_training(owner: User, datanet: Datanet, snapshot: Snapshot) -> N
 
 def load_demo(*, stdout: io.TextIOBase | None = None, train_model: bool = True) -> Datanet:
     """Demo users, Datanets, reward epoch; with ``train_model`` also the demo model's first training run, queued."""
-    from models_factory.models import CreditAccount
-    from models_factory.services import credits_grant
-    from settlement.demo import load_settlement_demo
-
     users = demo_users()
     if not CreditAccount.objects.filter(user=users["consumer"]).exists():
         credits_grant(actor=None, user=users["consumer"], amount=1000)
