@@ -8,6 +8,6 @@ COPY requirements.txt requirements-assets.txt ./
 RUN pip install --no-cache-dir --extra-index-url ${TORCH_INDEX} -r requirements.txt \
  && pip install --no-cache-dir --no-deps -r requirements-assets.txt
 COPY . .
-RUN DATANETS_VAR_DIR=/tmp/build python manage.py collectstatic --noinput
+RUN DATANETS_VAR_DIR=/tmp/build DATANETS_DEV=1 python manage.py collectstatic --noinput
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]

@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# A development run on your own machine: the public dev secret key, cookies over plain HTTP, the dev chain keys.
+# Production never sets it (README.md, "Production").
+export DATANETS_DEV ?= 1
 
 .PHONY: run test test-fast lint format migrate demo worker web ci contracts contracts-check clean
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from config.env import (
+    ImproperEnv,
     database_from_url,
     env_bool,
     env_float,
@@ -23,8 +24,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("DATANETS_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)
+# The explicit development flag: `make run`, `make test` and CI set it. It allows the public development secret key,
+# cookies over plain HTTP and the chain's public development keys. A server others can reach never sets it.
+DEV = env_bool("DATANETS_DEV", False)
 _INSECURE_DEV_KEY = "dev-only-insecure-key-change-me-with-SECRET_KEY"
-SECRET_KEY = env_str("SECRET_KEY", _INSECURE_DEV_KEY)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY or SECRET_KEY == _INSECURE_DEV_KEY:
+    if not (DEV or DEBUG):
+        raise ImproperEnv(
+            "SECRET_KEY is not set. Set it to a long random value (for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), or set DATANETS_DEV=1 to run on the "
+            "public development key on your own machine only."
+        )
+    SECRET_KEY = _INSECURE_DEV_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
@@ -218,10 +230,23 @@ JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(UPLOAD_CHUNK_BYTES + 1024**2, 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 
-# --- Security in production -----------------------------------------------------------------------------------
-if not DEBUG and SECRET_KEY != _INSECURE_DEV_KEY:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
+# --- Security in production (README.md, "Production") -----------------------------------------------------------
+# Cookies travel only over HTTPS unless this is a development run (DATANETS_DEV or DEBUG).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not (DEV or DEBUG))
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO=https (only if the proxy sets it).
+_proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_header:
+    _header, _sep, _value = _proxy_header.partition("=")
+    if not (_sep and _header.startswith("HTTP_") and _value):
+        raise ImproperEnv(
+            f"SECURE_PROXY_SSL_HEADER={_proxy_header!r} must look like HTTP_X_FORWARDED_PROTO=https "
+            "(the request header as Django names it, '=', and the value your proxy sends for HTTPS)"
+        )
+    SECURE_PROXY_SSL_HEADER = (_header, _value)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

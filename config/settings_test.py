@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("DATANETS_DEV", "1")  # the public dev key and plain-HTTP cookies, as `make test` runs
 os.environ.setdefault(
     "DATANETS_BROKER_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-broker")
 )

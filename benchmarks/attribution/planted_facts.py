@@ -105,6 +105,7 @@ def record_text(record: dict[str, str]) -> str:
 
 def filler_records(n: int) -> list[dict[str, str]]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DATANETS_DEV", "1")  # a benchmark on this machine, not a server
     import django
 
     django.setup()

@@ -11,6 +11,7 @@ import torch
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DATANETS_DEV", "1")  # a benchmark on this machine, not a server
     import django
 
     django.setup()

@@ -50,6 +50,7 @@ def _setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DATANETS_VAR_DIR", str(OUT / "datanets-var"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DATANETS_DEV", "1")  # a benchmark on this machine, not a server
     sys.path.insert(0, str(ROOT))
     import django
 

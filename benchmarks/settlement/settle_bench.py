@@ -111,6 +111,7 @@ def main() -> None:
             os.environ["DATANETS_BROKER_DIR"] = f"{tmp}/broker"
             os.environ["MEDIA_ROOT"] = f"{tmp}/media"
             os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+            os.environ.setdefault("DATANETS_DEV", "1")  # a benchmark on this machine, not a server
             if chain == "anvil":
                 from settlement.chain.anvil import anvil_node, find_anvil
 

@@ -67,3 +67,24 @@ def test_beat_schedule_names_a_registered_task():
     app.loader.import_default_modules()
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert entry["task"] in app.tasks
+
+
+def test_only_the_web_app_is_published_and_only_on_loopback():
+    services = load()["services"]
+    for name, service in services.items():
+        ports = service.get("ports", [])
+        if name == "web":
+            assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
+        else:
+            assert not ports, f"{name} publishes {ports}: internal services stay on the compose network"
+
+
+def test_no_secret_is_written_in_the_compose_file():
+    text = (ROOT / "docker-compose.yml").read_text()
+    services = load()["services"]
+    for key in ("SECRET_KEY", "S3_SECRET_ACCESS_KEY"):
+        assert services["web"]["environment"][key].startswith("${"), f"{key} must come from .env"
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"].startswith("${")
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")
+    assert "datanets-secret" not in text and "change-me" not in text
+    assert (ROOT / ".env.example").exists()
