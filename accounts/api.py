@@ -9,20 +9,33 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import ApiToken
-from core.errors import UserError
+from accounts.scopes import ALL_SCOPES
+from core.errors import Forbidden, UserError
 
 
 class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = ["id", "name", "prefix", "scopes", "created_at", "expires_at", "last_used_at", "revoked_at"]
 
 
 class TokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    password = serializers.CharField(write_only=True, help_text="Your current password, to confirm.")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, help_text="Default: every scope."
+    )
+    expires_in_days = serializers.IntegerField(min_value=1, max_value=366, required=False, allow_null=True, default=90)
+
+
+def _require_browser_session(request: Request, what: str) -> None:
+    """A stolen API token must not mint another token or re-point the rewards."""
+    if isinstance(request.auth, ApiToken):
+        raise Forbidden(f"{what} needs a signed-in browser session and your password, not an API token.")
 
 
 class TokenListView(APIView):
+    throttle_scope = "tokens"
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(responses=TokenSerializer(many=True))
@@ -31,9 +44,14 @@ class TokenListView(APIView):
 
     @extend_schema(request=TokenCreateSerializer, responses=TokenSerializer)
     def post(self, request: Request) -> Response:
+        _require_browser_session(request, "Creating an API token")
         serializer = TokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, raw = services.token_create(user=request.user, name=serializer.validated_data["name"])
+        data = serializer.validated_data
+        services.password_confirm(user=request.user, password=data["password"])
+        token, raw = services.token_create(
+            user=request.user, name=data["name"], scopes=data.get("scopes"), expires_in_days=data["expires_in_days"]
+        )
         return Response({**TokenSerializer(token).data, "token": raw}, status=status.HTTP_201_CREATED)
 
 
@@ -56,13 +74,16 @@ class ChallengeSerializer(serializers.Serializer):
 class LinkSerializer(serializers.Serializer):
     nonce = serializers.CharField(max_length=64)
     signature = serializers.CharField(max_length=200)
+    password = serializers.CharField(write_only=True, help_text="Your current password, to confirm.")
 
 
 class WalletChallengeView(APIView):
+    throttle_scope = "wallet"
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=ChallengeSerializer, responses={201: dict})
     def post(self, request: Request) -> Response:
+        _require_browser_session(request, "Linking a wallet")
         serializer = ChallengeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         challenge = services.wallet_challenge_create(user=request.user, address=serializer.validated_data["address"])
@@ -78,13 +99,17 @@ class WalletChallengeView(APIView):
 
 
 class WalletLinkView(APIView):
+    throttle_scope = "wallet"
     permission_classes = [permissions.IsAuthenticated]
 
     @extend_schema(request=LinkSerializer, responses={200: dict})
     def post(self, request: Request) -> Response:
+        _require_browser_session(request, "Linking a wallet")
         serializer = LinkSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.wallet_link(user=request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        services.password_confirm(user=request.user, password=data.pop("password"))
+        user = services.wallet_link(user=request.user, **data)
         return Response({"wallet_address": user.wallet_address, "linked_at": user.wallet_linked_at})
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -12,19 +12,75 @@ from eth_utils import is_address, to_checksum_address
 
 from accounts.audit import audit_record
 from accounts.models import ApiToken, User, WalletChallenge, hash_token, new_token_value
+from accounts.scopes import clean_scopes
+from core.errors import Forbidden, QuotaExceeded
 
 CHALLENGE_TTL = timedelta(minutes=15)
+MAX_ACTIVE_TOKENS = 25
+MAX_OPEN_CHALLENGES = 5
 
 
-def token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """Create an API token; returns the row and the raw value, which is never shown again."""
+def _lock_user(user: User) -> None:
+    """Serialize one user's credential writes, so a cap holds across parallel requests."""
+    User.objects.select_for_update().filter(pk=user.pk).first()
+
+
+def password_confirm(*, user: User, password: str) -> None:
+    """Minting a credential or re-pointing rewards needs the account's password, not only a live session."""
+    if not password or not user.check_password(password):
+        raise Forbidden("Your password is not right. Enter your current password to confirm this change.")
+
+
+def token_create(
+    *, user: User, name: str, scopes: list[str] | None = None, expires_in_days: int | None = 90
+) -> tuple[ApiToken, str]:
+    """Create an API token; returns the row and the raw value, which is never shown again. ``scopes`` None means
+    every scope; ``expires_in_days`` None means it never expires."""
     name = name.strip()
     if not name:
         raise ValidationError("Give the token a name so you can tell it apart later (for example 'laptop').")
-    raw = new_token_value()
-    token = ApiToken.objects.create(user=user, name=name[:100], prefix=raw[:10], token_hash=hash_token(raw))
-    audit_record(actor=user, action="token.create", target=token, after={"name": token.name, "prefix": token.prefix})
+    try:
+        scopes = clean_scopes(scopes)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    if expires_in_days is not None and not 1 <= expires_in_days <= 366:
+        raise ValidationError("A token lasts between 1 and 366 days (or choose 'never').")
+    expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
+    with transaction.atomic():
+        _lock_user(user)
+        if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
+            raise QuotaExceeded(
+                f"You already have {MAX_ACTIVE_TOKENS} active API tokens: revoke one you no longer use, then create "
+                "a new one."
+            )
+        raw = new_token_value()
+        token = ApiToken.objects.create(
+            user=user,
+            name=name[:100],
+            prefix=raw[:10],
+            token_hash=hash_token(raw),
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+        audit_record(
+            actor=user,
+            action="token.create",
+            target=token,
+            after={"name": token.name, "prefix": token.prefix, "scopes": scopes, "expires_at": str(expires_at)},
+        )
     return token, raw
+
+
+def tokens_revoke_all(*, user: User, reason: str) -> int:
+    """Revoke every active token of the user (after a password change: a token stolen before must stop working)."""
+    with transaction.atomic():
+        now = timezone.now()
+        active = list(ApiToken.objects.select_for_update().filter(user=user, revoked_at__isnull=True))
+        for token in active:
+            token.revoked_at, token.revoked_reason = now, reason[:200]
+            token.save(update_fields=["revoked_at", "revoked_reason"])
+            audit_record(actor=user, action="token.revoke", target=token, after={"reason": reason})
+    return len(active)
 
 
 def token_revoke(*, user: User, token_id: int) -> ApiToken:
@@ -46,6 +102,18 @@ def wallet_challenge_create(*, user: User, address: str) -> WalletChallenge:
     address = to_checksum_address(address)
     nonce = secrets.token_hex(16)
     now = timezone.now()
+    with transaction.atomic():
+        _lock_user(user)
+        WalletChallenge.objects.filter(user=user, expires_at__lt=now).delete()  # expired ones are never kept
+        if WalletChallenge.objects.filter(user=user, used_at__isnull=True).count() >= MAX_OPEN_CHALLENGES:
+            raise QuotaExceeded(
+                f"You have {MAX_OPEN_CHALLENGES} unsigned wallet challenges already: sign one of them, or wait "
+                f"{int(CHALLENGE_TTL.total_seconds() // 60)} minutes for them to expire."
+            )
+        return _challenge_create(user=user, address=address, nonce=nonce, now=now)
+
+
+def _challenge_create(*, user: User, address: str, nonce: str, now: datetime) -> WalletChallenge:
     message = (
         "Datanets wallet link\n"
         f"Account: {user.username}\n"

@@ -144,6 +144,25 @@ if S3_BUCKET:
     }
 WHITENOISE_USE_FINDERS = True
 
+# --- Cache: shared by every web and worker process, so throttles and lockouts hold across them -------------------
+CACHE_DIR = Path(env_str("DATANETS_CACHE_DIR", str(VAR_DIR / "cache")))
+if env_str("REDIS_URL", ""):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_URL", "") or env_str("REDIS_URL", ""),
+            "KEY_PREFIX": "datanets",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(CACHE_DIR)}}
+
+# --- Abuse limits (per account or per address; README.md lists them) -------------------------------------------
+LOGIN_FAILURES_PER_USER = env_int("LOGIN_FAILURES_PER_USER", 5, minimum=1)
+LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 30, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=60)
+SIGNUPS_PER_HOUR_PER_IP = env_int("SIGNUPS_PER_HOUR_PER_IP", 20, minimum=1)
+
 # --- REST API -------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -156,6 +175,20 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": [],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+        "core.throttles.WriteScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("THROTTLE_ANON", "120/min"),
+        "user": env_str("THROTTLE_USER", "1200/min"),
+        # Scopes for actions that cost the platform or mint credentials (views set throttle_scope).
+        "tokens": env_str("THROTTLE_TOKENS", "20/hour"),
+        "wallet": env_str("THROTTLE_WALLET", "20/hour"),
+        "training": env_str("THROTTLE_TRAINING", "30/hour"),
+        "exports": env_str("THROTTLE_EXPORTS", "30/hour"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Datanets API",

@@ -19,6 +19,14 @@ CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS = celery_broker_settings(REDI
 if REDIS_URL:
     # Tests kill workers on purpose: get their unacked tasks back in seconds, not hours.
     CELERY_BROKER_TRANSPORT_OPTIONS.update({"visibility_timeout": 30, "unacked_restore_interval": 2.0})
+# A file cache even when REDIS_URL is set: shared with the worker process like production's, and clearing it between
+# tests (conftest) must never flush the Redis database the broker uses.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(VAR_DIR / "test-cache"),  # noqa: F405
+    }
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405

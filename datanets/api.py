@@ -289,6 +289,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    throttle_scope: str | None = None  # the exports action sets its own
     serializer_class = SnapshotSerializer
 
     def get_queryset(self) -> QuerySet[Snapshot]:
@@ -299,7 +300,7 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         request={"application/json": {"type": "object", "properties": {"format": {"enum": ["jsonl", "parquet"]}}}},
         responses=SnapshotExportSerializer(many=True),
     )
-    @action(detail=True, methods=["get", "post"], url_path="exports")
+    @action(detail=True, methods=["get", "post"], url_path="exports", throttle_scope="exports")
     def exports(self, request: Request, pk: str) -> Response:
         snapshot = self.get_object()
         if request.method == "GET":

@@ -147,6 +147,7 @@ class MLModelViewSet(
 
 
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    throttle_scope = "training"
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("ml_model", "job")
 

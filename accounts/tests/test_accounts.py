@@ -76,11 +76,15 @@ def test_unknown_token_is_refused():
 def test_tokens_page_creates_shows_once_and_revokes(client):
     user = UserFactory()
     client.force_login(user)
-    resp = client.post(reverse("accounts:tokens"), {"name": "ci"}, follow=True)
+    form = {"name": "ci", "scopes": ["read", "infer"], "expires": "30", "password": "pass-word-123"}
+    wrong = client.post(reverse("accounts:tokens"), {**form, "password": "guess"})
+    assert "Your password is not right" in wrong.content.decode() and not user.api_tokens.exists()
+    resp = client.post(reverse("accounts:tokens"), form, follow=True)
     raw = resp.context["new_token"]
     assert raw.startswith("dn_") and raw in resp.content.decode()
     assert raw not in client.get(reverse("accounts:tokens")).content.decode()
     token = user.api_tokens.get()
+    assert token.scopes == ["read", "infer"] and token.expires_at is not None
     client.post(reverse("accounts:token_revoke", args=[token.pk]))
     token.refresh_from_db()
     assert token.revoked_at is not None
@@ -118,7 +122,10 @@ def test_wallet_link_through_the_api():
     api.force_authenticate(user)
     ch = api.post("/api/wallet/challenge/", {"address": acct.address}, format="json").json()
     sig = acct.sign_message(encode_defunct(text=ch["message"])).signature.hex()
-    resp = api.post("/api/wallet/link/", {"nonce": ch["nonce"], "signature": sig}, format="json")
+    wrong = api.post("/api/wallet/link/", {"nonce": ch["nonce"], "signature": sig, "password": "x"}, format="json")
+    assert wrong.status_code == 403 and "password is not right" in wrong.json()["detail"]
+    link = {"nonce": ch["nonce"], "signature": sig, "password": "pass-word-123"}
+    resp = api.post("/api/wallet/link/", link, format="json")
     assert resp.status_code == 200 and resp.json()["wallet_address"] == acct.address
     bad = api.post("/api/wallet/challenge/", {"address": "0x123"}, format="json")
     assert bad.status_code == 400 and "not an Ethereum address" in bad.json()["detail"]
