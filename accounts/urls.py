@@ -27,6 +27,6 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("tokens/", views.tokens, name="tokens"),
-    path("tokens/<int:pk>/revoke/", views.token_revoke, name="token_revoke"),
+    path("tokens/<id:pk>/revoke/", views.token_revoke, name="token_revoke"),
     path("wallet/", views.wallet, name="wallet"),
 ]

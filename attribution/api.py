@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from attribution import services
 from attribution.models import AttributionIndex, Citation
 from core.errors import Forbidden
-from datanets.serializers import JobSerializer
+from core.serializers import JobSerializer
 from models_factory.models import ModelVersion
 
 

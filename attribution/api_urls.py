@@ -4,6 +4,6 @@ from attribution import api
 
 urlpatterns = [
     path("receipts/<str:pk>/", api.ReceiptView.as_view(), name="receipt-detail"),
-    path("models/<int:pk>/attribution/", api.IndexView.as_view(), name="attribution-index"),
-    path("records/<int:pk>/credit/", api.RecordCreditView.as_view(), name="record-credit"),
+    path("models/<id:pk>/attribution/", api.IndexView.as_view(), name="attribution-index"),
+    path("records/<id:pk>/credit/", api.RecordCreditView.as_view(), name="record-credit"),
 ]

@@ -14,6 +14,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.converters import ID_REGEX
 from core.errors import Forbidden, NotFound, TooLarge, UserError
 from datanets import selectors, services
 from datanets.models import Contribution, Datanet, Record, Snapshot, Upload
@@ -248,6 +249,7 @@ class UploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class ContributionViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     serializer_class = ContributionSerializer
 
     def get_queryset(self) -> QuerySet[Contribution]:
@@ -263,6 +265,7 @@ class ContributionViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     serializer_class = RecordSerializer
 
     def get_queryset(self) -> QuerySet[Record]:
@@ -289,6 +292,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
 
 class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     throttle_scope: str | None = None  # the exports action sets its own
     serializer_class = SnapshotSerializer
 

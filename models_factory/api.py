@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.converters import ID_REGEX
+from core.serializers import JobSerializer
 from datanets.models import Snapshot
-from datanets.serializers import JobSerializer
 from models_factory import services
 from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
 
@@ -103,7 +104,7 @@ class InferSerializer(serializers.Serializer):
     prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1024)
     temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
-    seed = serializers.IntegerField(required=False, min_value=0)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
 
 
 class InferenceSerializer(serializers.ModelSerializer):
@@ -147,6 +148,7 @@ class MLModelViewSet(
 
 
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     throttle_scope = "training"
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("ml_model", "job")
@@ -185,6 +187,7 @@ class DeploySerializer(serializers.Serializer):
 
 
 class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     """Registered versions. ``POST /api/models/{id}/infer`` runs a deployed version with an API key."""
 
     serializer_class = ModelVersionSerializer

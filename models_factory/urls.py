@@ -11,7 +11,7 @@ urlpatterns = [
     path("runs/<uuid:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("<slug:slug>/", views.model_detail, name="model"),
     path("<slug:slug>/train/", views.run_create, name="train"),
-    path("<slug:slug>/v/<int:version>/", views.version_detail, name="version"),
-    path("<slug:slug>/v/<int:version>/deploy/", views.version_deploy, name="deploy"),
-    path("<slug:slug>/v/<int:version>/download/", views.version_download, name="download"),
+    path("<slug:slug>/v/<id:version>/", views.version_detail, name="version"),
+    path("<slug:slug>/v/<id:version>/deploy/", views.version_deploy, name="deploy"),
+    path("<slug:slug>/v/<id:version>/download/", views.version_download, name="download"),
 ]
