@@ -8,7 +8,7 @@ from rest_framework import serializers
 from accounts.models import User
 from core.serializers import JobSerializer
 from datanets.models import Contribution, Datanet, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
-from datanets.services import DATANET_FIELDS
+from datanets.services.datanets import DATANET_FIELDS
 
 
 class DatanetSerializer(serializers.ModelSerializer):

@@ -7,17 +7,18 @@ from celery.signals import worker_ready
 from django.db import OperationalError
 
 from core.jobs import jobs_requeue_stale, stale_after
-from datanets import services
+from datanets.services.ingestion import contribution_ingest
+from datanets.services.snapshots import snapshot_export_run
 
 
 @shared_task(name="datanets.ingest_contribution", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def ingest_contribution(job_id: str) -> None:
-    services.contribution_ingest(job_id=job_id)
+    contribution_ingest(job_id=job_id)
 
 
 @shared_task(name="datanets.export_snapshot", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
 def export_snapshot(job_id: str) -> None:
-    services.snapshot_export_run(job_id=job_id)
+    snapshot_export_run(job_id=job_id)
 
 
 @shared_task(name="datanets.requeue_stale_jobs")

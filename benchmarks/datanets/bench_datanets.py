@@ -7,7 +7,7 @@ The benchmark database is dropped and recreated on every run; the names ``datane
 refused. Generated files go to benchmarks/out/ (gitignored) and are reused by later runs.
 
 Every figure stands beside a reference measured in the same run:
-- ingestion (records/s end to end, ``services.contribution_ingest`` in a child process playing the worker, and
+- ingestion (records/s end to end, ``ingestion.contribution_ingest`` in a child process playing the worker, and
   its peak RSS) beside a bare COPY of the same number of pre-hashed, pre-formatted rows into a plain table;
 - near-duplicate detection (signatures + LSH band keys + candidate lookup and check, timed inside the worker)
   beside ``datasketch.MinHashLSH`` on a subsample;
@@ -176,8 +176,9 @@ def generate(n: int) -> Path:
 
 def _child_ingest(job_id: str) -> None:
     """Runs in the child process: plays the worker, times the near-duplicate steps and the inserts."""
-    from datanets import bulk, services
+    from core import bulk
     from datanets.ingest import neardup
+    from datanets.services import ingestion
 
     timings: dict[str, float] = {"signatures": 0.0, "band_keys": 0.0, "candidates": 0.0}
 
@@ -192,23 +193,23 @@ def _child_ingest(job_id: str) -> None:
         return wrapper
 
     neardup.MinHasher.signatures = timed("signatures", neardup.MinHasher.signatures)  # type: ignore[method-assign]
-    services.band_keys = timed("band_keys", services.band_keys)
-    services._mark_near_duplicates = timed("candidates", services._mark_near_duplicates)
+    ingestion.band_keys = timed("band_keys", ingestion.band_keys)
+    ingestion._mark_near_duplicates = timed("candidates", ingestion._mark_near_duplicates)
     original_insert = bulk.bulk_insert
 
     def insert(model: Any, *args: Any, **kwargs: Any) -> Any:
         return timed(f"insert {model.__name__}", original_insert)(model, *args, **kwargs)
 
-    services.bulk_insert = insert
+    ingestion.bulk_insert = insert
     profile = os.environ.get("BENCH_PROFILE")
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     if profile:
         import cProfile
 
-        cProfile.runctx("services.contribution_ingest(job_id=job_id)", globals(), locals(), profile)
+        cProfile.runctx("ingestion.contribution_ingest(job_id=job_id)", globals(), locals(), profile)
     else:
-        services.contribution_ingest(job_id=job_id)
+        ingestion.contribution_ingest(job_id=job_id)
     wall = time.perf_counter() - t0
     result = {
         "wall": wall,
@@ -221,11 +222,11 @@ def _child_ingest(job_id: str) -> None:
 
 def ingest(args: argparse.Namespace, *, path: Path, datanet: Any, user: Any) -> dict[str, Any]:
     from core.models import Job
-    from datanets import services
     from datanets.models import Contribution
+    from datanets.services import uploads
 
-    services.job_enqueue = lambda job: None  # the child below is the worker
-    result = services.contribution_from_path(user=user, datanet=datanet, path=path, filename=path.name)
+    uploads.job_enqueue = lambda job: None  # the child below is the worker
+    result = uploads.contribution_from_path(user=user, datanet=datanet, path=path, filename=path.name)
     job_id = str(result.contribution.job_id)
     env = {**os.environ, "DATABASE_URL": args.database_url}
     t0 = time.perf_counter()

@@ -12,8 +12,10 @@ import pytest
 
 from accounts.tests.factories import UserFactory
 from core.errors import Forbidden, QuotaExceeded, TooLarge, UserError
+from core.models import Job
 from datanets import services
 from datanets.models import Contribution, Record, RowError
+from datanets.services import ingestion, uploads
 from datanets.tests.factories import DatanetFactory, distinct_records, ingest, jsonl
 
 pytestmark = pytest.mark.django_db
@@ -291,6 +293,48 @@ def test_incomplete_upload_cannot_complete(datanet, alice):
         services.upload_complete(user=alice, upload_id=upload.id)
 
 
+def test_completing_an_upload_twice_gives_one_contribution(datanet, alice):
+    data = jsonl(distinct_records(3))
+    upload = services.upload_start(user=alice, datanet=datanet, filename="twice.jsonl", size=len(data))
+    services.upload_append(user=alice, upload_id=upload.id, offset=0, data=data)
+    first = services.upload_complete(user=alice, upload_id=upload.id)
+    second = services.upload_complete(user=alice, upload_id=upload.id)
+    assert first.created and not second.created
+    assert second.contribution.pk == first.contribution.pk
+    assert Contribution.objects.filter(datanet=datanet).count() == 1
+    assert "already uploaded" in second.message
+
+
+@pytest.mark.parametrize("parallel_finishes", ["while this one hashes", "before this one reads the file"])
+def test_a_parallel_complete_wins_and_this_one_returns_its_contribution(datanet, alice, monkeypatch, parallel_finishes):
+    """Hashing runs before the row lock: the request that loses the race re-checks under the lock."""
+    data = jsonl(distinct_records(3))
+    upload = services.upload_start(user=alice, datanet=datanet, filename="race.jsonl", size=len(data))
+    services.upload_append(user=alice, upload_id=upload.id, offset=0, data=data)
+    real_sha256_file = uploads.sha256_file
+    parallel: list[services.ContributionResult] = []
+    raced = False
+
+    def sha256_with_a_parallel_complete(path):
+        nonlocal raced
+        if raced:  # the parallel request itself hashes normally
+            return real_sha256_file(path)
+        raced = True
+        if parallel_finishes == "while this one hashes":
+            digest = real_sha256_file(path)
+            parallel.append(services.upload_complete(user=alice, upload_id=upload.id))
+            return digest
+        parallel.append(services.upload_complete(user=alice, upload_id=upload.id))
+        return real_sha256_file(path)  # the part file is gone by now
+
+    monkeypatch.setattr(uploads, "sha256_file", sha256_with_a_parallel_complete)
+    result = services.upload_complete(user=alice, upload_id=upload.id)
+    assert parallel[0].created and not result.created
+    assert result.contribution.pk == parallel[0].contribution.pk
+    assert Contribution.objects.filter(datanet=datanet).count() == 1
+    assert Job.objects.filter(kind="ingest").count() == 1
+
+
 def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_path, settings):
     """An interrupted job (the worker died after some batches) is run again: it continues where it stopped."""
     settings.INGEST_BATCH_SIZE = 4
@@ -308,11 +352,11 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
             iter_rows(local, filename="a.jsonl", kind="labeled_text", max_expanded_bytes=10**9, max_line_bytes=10**6)
         )
     bands, r = lsh_params(datanet.near_dup_threshold, 128, *RECALL_WEIGHTS)
-    services._ingest_batch(c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6)  # first batch committed, then "crash"
+    ingestion._ingest_batch(
+        c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6
+    )  # first batch committed, then "crash"
     c.job.status = "running"
     c.job.save()
-    from core.models import Job
-
     Job.objects.filter(pk=c.job_id).update(heartbeat_at=None)
     services.contribution_ingest(job_id=str(c.job_id))  # claim works: a running job with no heartbeat is stale
     c.refresh_from_db()

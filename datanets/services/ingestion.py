@@ -1,0 +1,428 @@
+"""Ingestion: a contribution's file becomes records, batch by batch, on a worker.
+
+Each batch is validated, checked for exact and near duplicates (MinHash LSH bands against the Datanet's earlier
+originals, then within the batch), held to the contributor's daily record quota and stored in one transaction
+together with its resume point, so a worker that dies mid-file continues where the last batch committed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from accounts.audit import audit_record
+from core.bulk import bulk_insert
+from core.canonical import content_hash
+from core.errors import UserError
+from core.jobs import JobProgress, job_fail, job_run, job_succeed
+from core.models import Job
+from core.storage import blob_local_path
+from datanets import selectors
+from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, band_keys, jaccard_estimate, lsh_params
+from datanets.ingest.parsers import FileError, Row, detect_format, iter_rows
+from datanets.ingest.schema import RecordError, validate_record
+from datanets.models import Contribution, Datanet, Record, RecordBand, RowError
+
+NUM_PERM = 128
+MAX_STORED_ERRORS = 10_000
+
+
+def contribution_ingest(*, job_id: str) -> None:
+    job_run(job_id, _ingest)
+
+
+@dataclass
+class _Pending:
+    line_no: int
+    data: dict[str, Any]
+    hash: str
+    label: str
+    text: str
+    status: str = Record.Status.PENDING
+    duplicate_of: int | None = None
+    original: _Pending | None = None  # the original when it is in this same batch
+    similarity: float | None = None
+    signature: np.ndarray | None = None
+
+
+def _ingest(job: Job) -> None:
+    contribution = Contribution.objects.select_related("datanet", "contributor").get(pk=job.target_id)
+    datanet = contribution.datanet
+    kind = datanet.record_kind
+    Contribution.objects.filter(pk=contribution.pk).update(status=Contribution.Status.INGESTING)
+    fmt, gz = detect_format(contribution.filename)
+    total = 0 if gz else contribution.size_bytes
+    progress = JobProgress(job, total=total, unit="bytes" if total else "rows")
+    hasher = MinHasher(num_perm=NUM_PERM)
+    # Recall-weighted bands: a false candidate costs one signature comparison, a missed near duplicate earns credit.
+    bands, rows = lsh_params(datanet.near_dup_threshold, NUM_PERM, *RECALL_WEIGHTS)
+    quota_left = settings.QUOTA_RECORDS_PER_DAY - selectors.quota_used_today(contribution.contributor)["records"]
+    batch_size = settings.INGEST_BATCH_SIZE
+    done_bytes = 0
+    try:
+        with blob_local_path(contribution.blob_name) as path:
+            start = contribution.last_line
+            batch: list[Row] = []
+            for row in iter_rows(
+                path,
+                filename=contribution.filename,
+                kind=kind,
+                column_map=contribution.column_map or None,
+                max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES,
+                max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
+                start_line=start,
+            ):
+                batch.append(row)
+                done_bytes += row.nbytes
+                if len(batch) >= batch_size:
+                    quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
+                    batch = []
+                    progress.update(
+                        done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution)
+                    )
+                    if progress.cancelled():
+                        raise UserError("Cancelled by the user.")
+            if batch:
+                quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
+    except FileError as exc:
+        contribution.refresh_from_db()
+        _ingest_finish(contribution, job, error=str(exc))
+        return
+    contribution.refresh_from_db()
+    _ingest_finish(contribution, job)
+
+
+def _ingest_message(c: Contribution) -> str:
+    return (
+        f"{c.rows_seen:,} rows: {c.records_new:,} new, {c.records_duplicate + c.records_near_duplicate:,} duplicates, "
+        f"{c.records_invalid:,} with errors"
+    )
+
+
+def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "") -> None:
+    status = Contribution.Status.FAILED if error and contribution.rows_seen == 0 else Contribution.Status.DONE
+    Contribution.objects.filter(pk=contribution.pk).update(status=status, error=error)
+    contribution.refresh_from_db()
+    result = {
+        "rows": contribution.rows_seen,
+        "new": contribution.records_new,
+        "invalid": contribution.records_invalid,
+        "duplicates": contribution.records_duplicate,
+        "near_duplicates": contribution.records_near_duplicate,
+        "over_quota": contribution.records_over_quota,
+    }
+    if status == Contribution.Status.FAILED:
+        job_fail(job=job, error=error, message=error)
+    else:
+        message = _ingest_message(contribution) + (f". Stopped early: {error}" if error else "")
+        job_succeed(job=job, result=result, message=message)
+    audit_record(actor=None, action="contribution.ingested", target=contribution, after={**result, "error": error})
+
+
+# --- One batch, step by step ----------------------------------------------------------------------------------
+
+
+def _ingest_batch(
+    contribution: Contribution, batch: list[Row], hasher: MinHasher, bands: int, rows: int, quota_left: int
+) -> int:
+    """Validate, dedupe and store one batch in one transaction, with the resume point. Returns quota left."""
+    datanet = contribution.datanet
+    pending, errors = _rows_validate(contribution, batch)
+    last_line = batch[-1].line_no
+
+    with transaction.atomic():
+        # One ingestion at a time per Datanet writes originals, so "earliest record" is well defined.
+        Datanet.objects.select_for_update().filter(pk=datanet.pk).first()
+        contribution_row = Contribution.objects.select_for_update().get(pk=contribution.pk)
+        if contribution_row.last_line >= last_line:
+            return quota_left  # this batch was committed by an earlier attempt
+        pending, errors = _already_stored_drop(
+            contribution, pending, errors, after_line=contribution_row.last_line, last_line=last_line
+        )
+        _exact_duplicates_mark(datanet, pending)
+        pending, refused, quota_left = _quota_apply(contribution, pending, quota_left)
+        errors += refused
+        fresh = [p for p in pending if p.status == Record.Status.PENDING]
+        band_of: dict[int, np.ndarray] = {}
+        if fresh:
+            band_of = _signatures_compute(fresh, hasher, bands, rows)
+            _mark_near_duplicates(datanet, fresh, band_of)
+
+        originals = [p for p in pending if p.status == Record.Status.PENDING]
+        near = [p for p in pending if p.status == Record.Status.NEAR_DUPLICATE]
+        exact = [p for p in pending if p.status == Record.Status.DUPLICATE]
+        local_ids = _records_insert(contribution, (originals, near, exact))
+        _bands_insert(datanet, originals, band_of, local_ids)
+        _row_errors_insert(errors, stored=contribution_row.records_invalid + contribution_row.records_over_quota)
+        _counters_add(
+            contribution,
+            contribution_row,
+            _BatchCounts(
+                new=len(originals),
+                near_duplicate=len(near),
+                duplicate=len(exact),
+                invalid=len(errors) - len(refused),
+                over_quota=len(refused),
+            ),
+            last_line=last_line,
+        )
+    return quota_left
+
+
+def _rows_validate(contribution: Contribution, batch: list[Row]) -> tuple[list[_Pending], list[RowError]]:
+    """Rows that parse and fit the Datanet's schema, hashed; an error row for each that does not."""
+    datanet = contribution.datanet
+    errors: list[RowError] = []
+    pending: list[_Pending] = []
+    for row in batch:
+        if row.error is not None:
+            errors.append(RowError(contribution=contribution, line_no=row.line_no, message=row.error[:500]))
+            continue
+        try:
+            record = validate_record(row.data, kind=datanet.record_kind, labels=datanet.labels or None)
+        except RecordError as exc:
+            errors.append(
+                RowError(contribution=contribution, line_no=row.line_no, message=f"line {row.line_no}: {exc}"[:500])
+            )
+            continue
+        pending.append(
+            _Pending(
+                line_no=row.line_no,
+                data=record,
+                hash=content_hash(record),
+                label=str(record.get("label", ""))[:100],
+                text=datanet.kind.text_of(record),
+            )
+        )
+    return pending, errors
+
+
+def _already_stored_drop(
+    contribution: Contribution,
+    pending: list[_Pending],
+    errors: list[RowError],
+    *,
+    after_line: int,
+    last_line: int,
+) -> tuple[list[_Pending], list[RowError]]:
+    """Skip lines already stored: a crash between commit and the next read can leave rows of this batch behind."""
+    in_batch = {"contribution": contribution, "line_no__gt": after_line, "line_no__lte": last_line}
+    done_lines = set(Record.objects.filter(**in_batch).values_list("line_no", flat=True)) | set(
+        RowError.objects.filter(**in_batch).values_list("line_no", flat=True)
+    )
+    return [p for p in pending if p.line_no not in done_lines], [e for e in errors if e.line_no not in done_lines]
+
+
+def _exact_duplicates_mark(datanet: Datanet, pending: list[_Pending]) -> None:
+    """Exact duplicates: against the Datanet's stored records, then within the batch."""
+    existing = dict(
+        Record.objects.filter(datanet=datanet, content_hash__in=[p.hash for p in pending])
+        .exclude(status=Record.Status.DUPLICATE)
+        .values_list("content_hash", "id")
+    )
+    first_in_batch: dict[str, _Pending] = {}
+    for p in pending:
+        if p.hash in existing:
+            p.status, p.duplicate_of, p.similarity = Record.Status.DUPLICATE, existing[p.hash], 1.0
+        elif p.hash in first_in_batch:
+            p.status, p.original, p.similarity = Record.Status.DUPLICATE, first_in_batch[p.hash], 1.0
+        else:
+            first_in_batch[p.hash] = p
+
+
+def _quota_apply(
+    contribution: Contribution, pending: list[_Pending], quota_left: int
+) -> tuple[list[_Pending], list[RowError], int]:
+    """(rows kept, an error row per row refused, quota left). Only new work counts against the quota; a duplicate
+    of a refused row in this batch is refused with it."""
+    fresh = [p for p in pending if p.status == Record.Status.PENDING]
+    if len(fresh) <= quota_left:
+        return pending, [], quota_left - len(fresh)
+    dropped = {id(p) for p in fresh[max(quota_left, 0) :]}
+    dropped |= {id(p) for p in pending if p.original is not None and id(p.original) in dropped}
+    refused = [
+        RowError(
+            contribution=contribution,
+            line_no=p.line_no,
+            message=f"line {p.line_no}: over your daily limit of {settings.QUOTA_RECORDS_PER_DAY:,} "
+            "records; upload the rest tomorrow",
+        )
+        for p in pending
+        if id(p) in dropped
+    ]
+    return [p for p in pending if id(p) not in dropped], refused, 0
+
+
+def _signatures_compute(fresh: list[_Pending], hasher: MinHasher, bands: int, rows: int) -> dict[int, np.ndarray]:
+    """Set each row's MinHash signature; return its LSH band keys by ``id()`` of the row."""
+    band_of: dict[int, np.ndarray] = {}
+    sigs = hasher.signatures([p.text for p in fresh])
+    keys = band_keys(sigs, bands, rows)
+    for p, sig, key_row in zip(fresh, sigs, keys):
+        p.signature = sig
+        band_of[id(p)] = key_row
+    return band_of
+
+
+RECORD_FIELDS = tuple(
+    "datanet contribution contributor line_no data content_hash label status duplicate_of similarity minhash".split()
+)
+
+
+def _records_insert(contribution: Contribution, groups: tuple[list[_Pending], ...]) -> dict[int, int]:
+    """Insert the groups in order (originals first, so duplicates within the batch can point at them).
+    Returns the new record ids by ``id()`` of the row."""
+    local_ids: dict[int, int] = {}
+
+    def build(p: _Pending) -> tuple[Any, ...]:
+        dup = p.duplicate_of
+        if dup is None and p.original is not None:
+            dup = local_ids[id(p.original)]
+        return (
+            contribution.datanet_id,
+            contribution.pk,
+            contribution.contributor_id,
+            p.line_no,
+            p.data,
+            p.hash,
+            p.label,
+            p.status,
+            dup,
+            p.similarity,
+            p.signature.tobytes() if p.signature is not None and p.status == Record.Status.PENDING else None,
+        )
+
+    for group in groups:
+        created_ids = bulk_insert(
+            Record, [build(p) for p in group], fields=RECORD_FIELDS, returning_ids=True, batch_size=1000
+        )
+        for p, pk in zip(group, created_ids):
+            local_ids[id(p)] = pk
+    return local_ids
+
+
+def _bands_insert(
+    datanet: Datanet, originals: list[_Pending], band_of: dict[int, np.ndarray], local_ids: dict[int, int]
+) -> None:
+    """The originals' band keys, where later rows look for their near-duplicate candidates."""
+    bulk_insert(
+        RecordBand,
+        ((datanet.pk, key, local_ids[id(p)]) for p in originals for key in band_of[id(p)].tolist()),
+        fields=("datanet_id_ref", "band_key", "record"),
+        batch_size=5000,
+    )
+
+
+def _row_errors_insert(errors: list[RowError], *, stored: int) -> None:
+    """Keep at most MAX_STORED_ERRORS error rows per contribution (``stored`` are kept already); all are counted."""
+    if stored < MAX_STORED_ERRORS:
+        bulk_insert(RowError, errors[: MAX_STORED_ERRORS - stored], fields=(), batch_size=1000)
+
+
+@dataclass(frozen=True)
+class _BatchCounts:
+    new: int
+    near_duplicate: int
+    duplicate: int
+    invalid: int
+    over_quota: int
+
+    @property
+    def rows(self) -> int:
+        return self.new + self.near_duplicate + self.duplicate + self.invalid + self.over_quota
+
+
+def _counters_add(
+    contribution: Contribution, contribution_row: Contribution, counts: _BatchCounts, *, last_line: int
+) -> None:
+    """Add the batch to the locked row with the resume point, and mirror the totals on the caller's instance."""
+    contribution_row.rows_seen += counts.rows
+    contribution_row.records_new += counts.new
+    contribution_row.records_near_duplicate += counts.near_duplicate
+    contribution_row.records_duplicate += counts.duplicate
+    contribution_row.records_invalid += counts.invalid
+    contribution_row.records_over_quota += counts.over_quota
+    contribution_row.last_line = last_line
+    contribution_row.save()
+    contribution.rows_seen = contribution_row.rows_seen
+    contribution.records_new = contribution_row.records_new
+    contribution.records_duplicate = contribution_row.records_duplicate
+    contribution.records_near_duplicate = contribution_row.records_near_duplicate
+    contribution.records_invalid = contribution_row.records_invalid
+    contribution.last_line = last_line
+
+
+# --- Near duplicates ------------------------------------------------------------------------------------------
+
+
+def _band_candidates(datanet_id: int, keys: list[int]) -> list[tuple[int, int]]:
+    """(band key, record id) of stored originals sharing any of the keys."""
+    if connection.vendor == "postgresql":
+        # One array parameter instead of thousands of IN placeholders: measured 1.35 s -> 0.6 s per 70k keys.
+        table = RecordBand._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT band_key, record_id FROM {table} WHERE datanet_id_ref = %s AND band_key = ANY(%s)",
+                [datanet_id, keys],
+            )
+            return list(cursor.fetchall())
+    out: list[tuple[int, int]] = []
+    for start in range(0, len(keys), 5000):
+        chunk = keys[start : start + 5000]
+        out.extend(
+            RecordBand.objects.filter(datanet_id_ref=datanet_id, band_key__in=chunk).values_list(
+                "band_key", "record_id"
+            )
+        )
+    return out
+
+
+def _near_duplicate_candidates(
+    datanet: Datanet, fresh: list[_Pending], band_of: dict[int, np.ndarray]
+) -> tuple[dict[int, list[int]], dict[int, np.ndarray]]:
+    """(stored originals by band key, their signatures by record id) for the band keys of the fresh rows."""
+    all_keys = sorted({int(k) for p in fresh for k in band_of[id(p)]})
+    candidates_by_key: dict[int, list[int]] = defaultdict(list)
+    for key, record_id in _band_candidates(datanet.pk, all_keys):
+        candidates_by_key[key].append(record_id)
+    candidate_ids = sorted({rid for ids in candidates_by_key.values() for rid in ids})
+    signatures: dict[int, np.ndarray] = {}
+    for start in range(0, len(candidate_ids), 5000):
+        for rid, blob in Record.objects.filter(pk__in=candidate_ids[start : start + 5000]).values_list("id", "minhash"):
+            if blob:
+                signatures[rid] = np.frombuffer(bytes(blob), dtype=np.uint32)
+    return candidates_by_key, signatures
+
+
+def _mark_near_duplicates(datanet: Datanet, fresh: list[_Pending], band_of: dict[int, np.ndarray]) -> None:
+    """Mark each fresh row whose estimated Jaccard with an earlier original (stored, else earlier in this batch)
+    reaches the Datanet's threshold; the earliest such original wins."""
+    threshold = datanet.near_dup_threshold
+    candidates_by_key, signatures = _near_duplicate_candidates(datanet, fresh, band_of)
+    local_by_key: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(fresh):
+        best: tuple[int, float] | None = None  # earliest matching original wins
+        for key in band_of[id(p)]:
+            for rid in candidates_by_key.get(int(key), ()):
+                sim = jaccard_estimate(p.signature, signatures[rid]) if rid in signatures else 0.0
+                if sim >= threshold and (best is None or rid < best[0]):
+                    best = (rid, sim)
+        if best is not None:
+            p.status, p.duplicate_of, p.similarity = Record.Status.NEAR_DUPLICATE, best[0], best[1]
+            continue
+        local_best: tuple[int, float] | None = None
+        for key in band_of[id(p)]:
+            for j in local_by_key.get(int(key), ()):
+                sim = jaccard_estimate(p.signature, fresh[j].signature)
+                if sim >= threshold and (local_best is None or j < local_best[0]):
+                    local_best = (j, sim)
+        if local_best is not None:
+            p.status, p.similarity, p.original = Record.Status.NEAR_DUPLICATE, local_best[1], fresh[local_best[0]]
+            continue
+        for key in band_of[id(p)]:
+            local_by_key[int(key)].append(i)

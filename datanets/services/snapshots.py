@@ -1,0 +1,147 @@
+"""Snapshots: publish an immutable, content-hashed version of the approved records, and export it as a file."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from django.db import transaction
+
+from accounts.audit import audit_record
+from accounts.models import User
+from core.bulk import bulk_insert
+from core.canonical import canonical_json
+from core.errors import Conflict, Forbidden, UserError
+from core.jobs import JobProgress, job_create, job_enqueue, job_run, job_succeed
+from core.models import Job
+from core.storage import blob_put_bytes, blob_put_file
+from datanets import selectors
+from datanets.ingest.manifest import merkle_root_sha256
+from datanets.models import Datanet, Record, Snapshot, SnapshotExport, SnapshotRecord
+
+
+def split_of(record_hash: str, validation_percent: int) -> str:
+    """Deterministic split by record hash: the same record lands in the same split in every version."""
+    return "validation" if int(record_hash[:8], 16) % 100 < validation_percent else "train"
+
+
+def snapshot_publish(*, actor: User, datanet: Datanet, notes: str = "", validation_percent: int = 10) -> Snapshot:
+    if not selectors.is_owner(actor, datanet):
+        raise Forbidden("Only the Datanet's owner can publish snapshots.")
+    if not 0 <= validation_percent <= 50:
+        raise UserError("The validation split must be between 0 and 50 percent.")
+    with transaction.atomic():
+        datanet = Datanet.objects.select_for_update().get(pk=datanet.pk)
+        rows = list(
+            Record.objects.filter(datanet=datanet, status=Record.Status.APPROVED)
+            .order_by("content_hash")
+            .values_list("id", "content_hash", "contributor__username", "label")
+        )
+        if not rows:
+            raise UserError("Nothing to publish: no record is approved yet. Review pending records first.")
+        hashes = [h for _, h, _, _ in rows]
+        root = merkle_root_sha256(hashes)
+        last = Snapshot.objects.filter(datanet=datanet).order_by("-version").first()
+        if last is not None and last.root == root:
+            raise Conflict(f"Nothing changed since version {last.version} (same root): approve more records first.")
+        version = (last.version + 1) if last else 1
+        splits = [split_of(h, validation_percent) for h in hashes]
+        contributors = Counter(user for _, _, user, _ in rows)
+        labels = Counter(label for _, _, _, label in rows if label)
+        card = {
+            "title": datanet.title,
+            "domain": datanet.domain,
+            "license": datanet.license,
+            "record_kind": datanet.record_kind,
+            "records": len(rows),
+            "train": splits.count("train"),
+            "validation": splits.count("validation"),
+            "labels": dict(sorted(labels.items())),
+            "contributors": [{"username": u, "records": n} for u, n in contributors.most_common()],
+            "root": root,
+            "hash": "sha256 of canonical JSON per record; root: sha256 Merkle tree over hashes sorted ascending",
+        }
+        manifest = b"".join(
+            canonical_json({"position": i, "record_hash": h, "record_id": rid, "split": s}) + b"\n"
+            for i, ((rid, h, _, _), s) in enumerate(zip(rows, splits))
+        )
+        manifest_name, _ = blob_put_bytes(manifest, suffix=".manifest.jsonl")
+        snapshot = Snapshot.objects.create(
+            datanet=datanet,
+            version=version,
+            root=root,
+            record_count=len(rows),
+            train_count=card["train"],
+            validation_count=card["validation"],
+            validation_percent=validation_percent,
+            manifest_name=manifest_name,
+            card=card,
+            notes=notes.strip(),
+            published_by=actor,
+        )
+        bulk_insert(
+            SnapshotRecord,
+            ((snapshot.pk, rid, i, s) for i, ((rid, _, _, _), s) in enumerate(zip(rows, splits))),
+            fields=("snapshot", "record", "position", "split"),
+            batch_size=5000,
+        )
+        audit_record(
+            actor=actor,
+            action="snapshot.publish",
+            target=snapshot,
+            after={"version": version, "root": root, "records": len(rows)},
+        )
+    return snapshot
+
+
+def snapshot_export_request(*, actor: User, snapshot: Snapshot, fmt: str) -> SnapshotExport:
+    if fmt not in SnapshotExport.Format.values:
+        raise UserError("Export format must be 'jsonl' or 'parquet'.")
+    if not selectors.can_view(actor, snapshot.datanet):
+        raise Forbidden("This Datanet is private.")
+    with transaction.atomic():
+        export, created = SnapshotExport.objects.select_for_update().get_or_create(snapshot=snapshot, format=fmt)
+        if created or (not export.ready and (export.job is None or export.job.status == Job.Status.FAILED)):
+            job = job_create(kind="export", target_id=export.pk, user=actor, message="Waiting for a worker")
+            export.job = job
+            export.save(update_fields=["job"])
+            job_enqueue(job)
+    return export
+
+
+def snapshot_export_run(*, job_id: str) -> None:
+    job_run(job_id, _export)
+
+
+def _export(job: Job) -> None:
+    from datanets.ingest.export import write_jsonl, write_parquet
+
+    export = SnapshotExport.objects.select_related("snapshot__datanet").get(pk=job.target_id)
+    snapshot = export.snapshot
+    progress = JobProgress(job, total=snapshot.record_count, unit="records")
+    fields = [f.name for f in snapshot.datanet.kind.fields]
+
+    def rows():
+        done = 0
+        entries = (
+            SnapshotRecord.objects.filter(snapshot=snapshot)
+            .order_by("position")
+            .values_list("record__data", "record__content_hash", "record__id", "record__contributor__username", "split")
+        )
+        for data, digest, rid, user, split in entries.iterator(chunk_size=5000):
+            done += 1
+            if done % 5000 == 0:
+                progress.update(done)
+            row = {name: data.get(name, "") for name in fields}
+            row.update({"record_id": rid, "record_hash": digest, "contributor": user, "split": split})
+            yield row
+
+    suffix = f".v{snapshot.version}.{export.format}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"export{suffix}"
+        (write_jsonl if export.format == "jsonl" else write_parquet)(rows(), out)
+        blob_name, digest = blob_put_file(out, suffix=suffix)
+        export.blob_name, export.sha256, export.size_bytes = blob_name, digest, out.stat().st_size
+        export.save(update_fields=["blob_name", "sha256", "size_bytes"])
+    job_succeed(job=job, result={"blob": blob_name, "sha256": digest}, message="Export ready to download")
