@@ -245,6 +245,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     # Jobs whose worker died are sent again (the claim in core.jobs makes a second delivery harmless).
     "requeue-stale-jobs": {"task": "datanets.requeue_stale_jobs", "schedule": 60.0},
+    # Unfinished uploads expire: their part files are deleted and their quota is freed.
+    "expire-uploads": {"task": "datanets.expire_uploads", "schedule": 3600.0},
     # Earnings of the open epoch update every minute (closing an epoch accrues everything anyway).
     "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},
 }
@@ -258,6 +260,8 @@ UPLOAD_MAX_LINE_BYTES = env_int("UPLOAD_MAX_LINE_BYTES", 1024**2, minimum=1024)
 PASTE_MAX_BYTES = env_int("PASTE_MAX_BYTES", 1024**2, minimum=1024)
 QUOTA_RECORDS_PER_DAY = env_int("QUOTA_RECORDS_PER_DAY", 2_000_000, minimum=1)
 QUOTA_BYTES_PER_DAY = env_int("QUOTA_BYTES_PER_DAY", 4 * 1024**3, minimum=1)
+UPLOADS_OPEN_PER_USER = env_int("UPLOADS_OPEN_PER_USER", 5, minimum=1)
+UPLOAD_EXPIRE_HOURS = env_int("UPLOAD_EXPIRE_HOURS", 24, minimum=1)
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1)
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(UPLOAD_CHUNK_BYTES + 1024**2, 10 * 1024**2)

@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from datanets.models import Contribution, ContributorStanding, Datanet, Membership, Record, Vote
+from datanets.models import Contribution, ContributorStanding, Datanet, Membership, Record, Upload, Vote
 
 
 def is_owner(user: User, datanet: Datanet) -> bool:
@@ -116,6 +116,14 @@ def quota_used_today(user: User) -> dict[str, int]:
     )
     size = Contribution.objects.filter(contributor=user, created_at__gte=since).aggregate(s=Sum("size_bytes"))["s"]
     return {"records": records, "bytes": int(size or 0)}
+
+
+def upload_bytes_reserved(user: User, *, exclude: Any = None) -> int:
+    """Declared bytes of the user's uploads still in progress: they count against the daily quota from the start."""
+    uploads = Upload.objects.filter(user=user, status=Upload.Status.OPEN)
+    if exclude is not None:
+        uploads = uploads.exclude(pk=exclude.pk)
+    return int(uploads.aggregate(s=Sum("size"))["s"] or 0)
 
 
 def curator_stats(datanet: Datanet) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from django.db import OperationalError
 from core.jobs import jobs_requeue_stale, stale_after
 from datanets.services.ingestion import contribution_ingest
 from datanets.services.snapshots import snapshot_export_run
+from datanets.services.uploads import uploads_expire
 
 
 @shared_task(name="datanets.ingest_contribution", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
@@ -24,6 +25,11 @@ def export_snapshot(job_id: str) -> None:
 @shared_task(name="datanets.requeue_stale_jobs")
 def requeue_stale_jobs() -> int:
     return jobs_requeue_stale()
+
+
+@shared_task(name="datanets.expire_uploads")
+def expire_uploads() -> int:
+    return uploads_expire()
 
 
 @worker_ready.connect

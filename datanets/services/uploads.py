@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import User
@@ -31,13 +33,23 @@ def _check_can_contribute(user: User, datanet: Datanet) -> None:
         raise Forbidden("This Datanet is private: ask its owner to add you as a contributor.")
 
 
-def _check_byte_quota(user: User, size: int) -> None:
+def _lock_contributor(user: User) -> None:
+    """Serialize one contributor's quota checks: two parallel requests must not both fit under the same limit."""
+    User.objects.select_for_update().filter(pk=user.pk).first()
+
+
+def _check_byte_quota(user: User, size: int, *, completing: Upload | None = None) -> None:
+    """Refuse bytes past the daily limit. Open uploads count with their declared size from the moment they start
+    (call inside a transaction, after ``_lock_contributor``); ``completing`` is the upload being turned into a
+    contribution, already counted among the open ones."""
     used = selectors.quota_used_today(user)["bytes"]
+    reserved = selectors.upload_bytes_reserved(user, exclude=completing)
     limit = settings.QUOTA_BYTES_PER_DAY
-    if used + size > limit:
+    if used + reserved + size > limit:
+        held = f", {reserved:,} held by uploads still in progress" if reserved else ""
         raise QuotaExceeded(
             f"This upload ({size:,} bytes) would pass your daily limit of {limit:,} bytes "
-            f"({used:,} used today). Try again tomorrow or upload a smaller file."
+            f"({used:,} used today{held}). Try again tomorrow or upload a smaller file."
         )
 
 
@@ -89,12 +101,35 @@ def upload_start(
             f"The file is {size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes. "
             "Split it into smaller files or gzip it."
         )
-    _check_byte_quota(user, size)
-    upload = Upload.objects.create(
-        datanet=datanet, user=user, filename=filename, size=size, column_map=_clean_column_map(column_map)
-    )
+    column_map = _clean_column_map(column_map)
+    uploads_expire(user=user)
+    with transaction.atomic():
+        _lock_contributor(user)
+        open_count = Upload.objects.filter(user=user, status=Upload.Status.OPEN).count()
+        if open_count >= settings.UPLOADS_OPEN_PER_USER:
+            raise QuotaExceeded(
+                f"You have {open_count} uploads in progress, the most at once: finish or wait for one of them "
+                f"(unfinished uploads expire after {settings.UPLOAD_EXPIRE_HOURS} hours)."
+            )
+        _check_byte_quota(user, size)
+        upload = Upload.objects.create(datanet=datanet, user=user, filename=filename, size=size, column_map=column_map)
     upload_part_path(upload).touch()
     return upload
+
+
+def uploads_expire(*, user: User | None = None) -> int:
+    """Abort open uploads idle for ``UPLOAD_EXPIRE_HOURS`` and delete their part files; frees their quota."""
+    cutoff = timezone.now() - timedelta(hours=settings.UPLOAD_EXPIRE_HOURS)
+    stale = Upload.objects.filter(status=Upload.Status.OPEN, updated_at__lt=cutoff)
+    if user is not None:
+        stale = stale.filter(user=user)
+    expired = 0
+    for upload in stale.only("id"):
+        with transaction.atomic():
+            if Upload.objects.filter(pk=upload.pk, status=Upload.Status.OPEN).update(status=Upload.Status.ABORTED):
+                expired += 1
+        upload_part_path(upload).unlink(missing_ok=True)
+    return expired
 
 
 def upload_append(*, user: User, upload_id: str, offset: int, data: bytes) -> Upload:
@@ -180,12 +215,17 @@ def upload_complete(*, user: User, upload_id: str) -> ContributionResult:
         stored = None
     with transaction.atomic():
         # Re-check under the lock: a parallel request may have completed the upload while this one hashed.
+        _lock_contributor(user)
         upload = _upload_get(user=user, upload_id=upload_id, for_update=True)
         earlier = _check_can_complete(upload)
         if earlier is not None:
             return earlier
         if stored is None or stored.size_bytes != upload.size:
             raise Conflict("The uploaded bytes went missing or changed while they were stored: start the upload again.")
+        # The role and the quota may have changed since the upload started (a private Datanet's owner removed the
+        # contributor, or the day turned): check both again, with this upload's own reservation set aside.
+        _check_can_contribute(user, upload.datanet)
+        _check_byte_quota(user, upload.size, completing=upload)
         result = _contribution_create(
             user=user,
             datanet=upload.datanet,
@@ -215,10 +255,12 @@ def contribution_from_path(
         raise UserError("The file is empty: there is nothing to upload.")
     if size > settings.UPLOAD_MAX_BYTES:
         raise TooLarge(f"The file is {size:,} bytes; the limit is {settings.UPLOAD_MAX_BYTES:,} bytes.")
-    _check_byte_quota(user, size)
+    _check_byte_quota(user, size)  # early, before the slow hashing; again under the lock below
     column_map = _clean_column_map(column_map)
     stored = _file_store(datanet=datanet, path=path, filename=filename)
     with transaction.atomic():
+        _lock_contributor(user)
+        _check_byte_quota(user, size)
         return _contribution_create(
             user=user,
             datanet=datanet,
@@ -248,6 +290,8 @@ def contribution_from_paste(*, user: User, datanet: Datanet, text: str, fmt: str
     try:
         stored = _file_store(datanet=datanet, path=Path(tmp.name), filename=filename)
         with transaction.atomic():
+            _lock_contributor(user)
+            _check_byte_quota(user, len(data))
             return _contribution_create(
                 user=user,
                 datanet=datanet,
