@@ -88,12 +88,14 @@ class DatanetViewSet(
     @action(detail=True, methods=["get"])
     def records(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
-        qs = Record.objects.filter(datanet=datanet).select_related("contributor").order_by("id")
+        qs = (
+            selectors.records_visible(request.user).filter(datanet=datanet).select_related("contributor").order_by("id")
+        )
         for param, field in (("status", "status"), ("label", "label"), ("contributor", "contributor__username")):
             if value := request.query_params.get(param):
                 qs = qs.filter(**{field: value})
         page = self.paginate_queryset(qs)
-        return self.get_paginated_response(RecordSerializer(page, many=True).data)
+        return self.get_paginated_response(RecordSerializer(page, many=True, context={"request": request}).data)
 
     @extend_schema(
         parameters=[
@@ -122,7 +124,7 @@ class DatanetViewSet(
             label=request.query_params.get("label", ""),
             contributor=request.query_params.get("contributor", ""),
         )
-        data = RecordSerializer(records, many=True).data
+        data = RecordSerializer(records, many=True, context={"request": request}).data
         return Response({"results": data, "next_after": records[-1].pk if records else None})
 
     @extend_schema(
@@ -269,18 +271,17 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RecordSerializer
 
     def get_queryset(self) -> QuerySet[Record]:
-        visible = selectors.datanet_ids_visible(self.request.user)
-        return Record.objects.filter(datanet__in=visible).select_related("contributor")
+        return selectors.records_visible(self.request.user).select_related("contributor")
 
     @extend_schema(request=VoteSerializer, responses=RecordSerializer)
     @action(detail=True, methods=["get", "post"], permission_classes=[permissions.IsAuthenticatedOrReadOnly])
     def votes(self, request: Request, pk: str) -> Response:
         if request.method == "GET":
             record = self.get_object()
-            return Response(VoteSerializer(record.votes.select_related("curator"), many=True).data)
+            return Response(VoteSerializer(selectors.votes_visible(request.user, record), many=True).data)
         serializer = VoteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if not Record.objects.filter(pk=pk).exists():
+        if not selectors.records_visible(request.user).filter(pk=pk).exists():  # 404 alike for private and unknown
             raise NotFound(f"There is no record #{pk}.")
         record = services.vote_cast(
             curator=request.user,
@@ -288,7 +289,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             decision=serializer.validated_data["decision"],
             reason=serializer.validated_data.get("reason", ""),
         )
-        return Response(RecordSerializer(record).data, status=status.HTTP_201_CREATED)
+        return Response(RecordSerializer(record, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):

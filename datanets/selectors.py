@@ -54,6 +54,32 @@ def datanet_ids_visible(user: User) -> QuerySet[Datanet]:
     return Datanet.objects.filter(is_public=True).values("pk")
 
 
+def records_visible(user: User) -> QuerySet[Record]:
+    """Records the user may read: in a Datanet they can see, and, while pending, only to the record's contributor,
+    the Datanet's owner and curators, and staff (a pending record is not yet part of the Datanet)."""
+    records = Record.objects.filter(datanet__in=datanet_ids_visible(user))
+    if getattr(user, "is_staff", False):
+        return records
+    if not user.is_authenticated:
+        return records.exclude(status=Record.Status.PENDING)
+    curated = Membership.objects.filter(user=user, role=Membership.Role.CURATOR).values("datanet_id")
+    return records.filter(
+        ~Q(status=Record.Status.PENDING) | Q(contributor=user) | Q(datanet__owner=user) | Q(datanet_id__in=curated)
+    )
+
+
+def votes_open(user: User, record: Record) -> bool:
+    """Curators judge independently: until a record resolves, its votes (and their counts) are for staff only."""
+    return record.status != Record.Status.PENDING or bool(getattr(user, "is_staff", False))
+
+
+def votes_visible(user: User, record: Record) -> QuerySet[Vote]:
+    votes = record.votes.select_related("curator")
+    if votes_open(user, record):
+        return votes
+    return votes.filter(curator_id=user.pk) if user.is_authenticated else votes.none()
+
+
 def datanets_visible(user: User) -> QuerySet[Datanet]:
     qs = Datanet.objects.select_related("owner").filter(pk__in=datanet_ids_visible(user))
     return qs.annotate(

@@ -53,6 +53,23 @@ class DatanetSerializer(serializers.ModelSerializer):
 
 class RecordSerializer(serializers.ModelSerializer):
     contributor = serializers.CharField(source="contributor.username", read_only=True)
+    approvals = serializers.SerializerMethodField(
+        help_text="Hidden (null) while the record is pending, except to staff."
+    )
+    rejections = serializers.SerializerMethodField(
+        help_text="Hidden (null) while the record is pending, except to staff."
+    )
+
+    def _votes_open(self, record: Record) -> bool:
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        return record.status != Record.Status.PENDING or bool(user is not None and user.is_staff)
+
+    def get_approvals(self, record: Record) -> int | None:
+        return record.approvals if self._votes_open(record) else None
+
+    def get_rejections(self, record: Record) -> int | None:
+        return record.rejections if self._votes_open(record) else None
 
     class Meta:
         model = Record

@@ -240,7 +240,9 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
 def record_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     datanet = _datanet_for(request, slug)
     record = get_object_or_404(
-        Record.objects.select_related("contributor", "duplicate_of__contributor"), pk=pk, datanet=datanet
+        selectors.records_visible(request.user).select_related("contributor", "duplicate_of__contributor"),
+        pk=pk,
+        datanet=datanet,
     )
     if request.method == "POST":
         try:
@@ -260,7 +262,8 @@ def record_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         {
             "datanet": datanet,
             "record": record,
-            "votes": record.votes.select_related("curator"),
+            "votes": selectors.votes_visible(request.user, record),
+            "votes_open": selectors.votes_open(request.user, record),
             "duplicates": record.duplicates.select_related("contributor")[:20],
             "is_curator": selectors.is_curator(request.user, datanet),
             "fields": [f.name for f in datanet.kind.fields],
