@@ -15,12 +15,6 @@ def empty_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(hooks, name, [])
 
 
-def test_attribution_subscribes_to_every_hook_in_ready() -> None:
-    names = {f.__module__ + "." + f.__qualname__ for f in (*hooks._version_registered, *hooks._inference_done)}
-    assert names == {"attribution.indexes.index_build_request", "attribution.receipts.receipt_attach"}
-    assert [f.__qualname__ for f in hooks._version_panels] == ["version_panel"]
-
-
 def test_subscribers_run_in_order_once_each(empty_hooks: None) -> None:
     calls: list[Any] = []
 
