@@ -8,8 +8,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from attribution import services
+from attribution.indexes import index_build_request
 from attribution.models import AttributionIndex, Citation
+from attribution.receipts import attribution_status, receipt_get
 from core.errors import Forbidden
 from core.serializers import JobSerializer
 from models_factory.models import ModelVersion
@@ -29,7 +30,7 @@ class ReceiptView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, pk: str) -> Response:
-        return Response(receipt_payload(services.receipt_get(pk)))
+        return Response(receipt_payload(receipt_get(pk)))
 
 
 class IndexSerializer(serializers.ModelSerializer):
@@ -46,7 +47,7 @@ class IndexView(APIView):
     @extend_schema(responses=IndexSerializer)
     def get(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
-        status, message = services.attribution_status(version)
+        status, message = attribution_status(version)
         index = AttributionIndex.objects.filter(version=version).first()
         return Response({"status": status, "message": message, "index": IndexSerializer(index).data if index else None})
 
@@ -55,7 +56,7 @@ class IndexView(APIView):
         version = get_object_or_404(ModelVersion.objects.select_related("ml_model"), pk=pk)
         if version.ml_model.builder_id != request.user.pk and not request.user.is_staff:
             raise Forbidden("Only the model's builder can rebuild its attribution index.")
-        index = services.index_build_request(version=version, actor=request.user)
+        index = index_build_request(version=version, actor=request.user)
         return Response(IndexSerializer(index).data, status=202)
 
 

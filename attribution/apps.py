@@ -6,7 +6,15 @@ class AttributionConfig(AppConfig):
     name = "attribution"
 
     def ready(self) -> None:
+        from attribution.indexes import index_build_request
+        from attribution.receipts import receipt_attach
+        from attribution.views import version_panel
         from core import jobs
+        from models_factory import hooks
 
         jobs.register("attribution_index", "attribution.build_index")
         jobs.register("valuation", "attribution.value_epoch")
+        # The Model Factory sits to our left and never imports us: it calls what we subscribe here.
+        hooks.on_version_registered(index_build_request)
+        hooks.on_inference(receipt_attach)
+        hooks.on_version_page(version_panel)

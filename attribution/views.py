@@ -6,19 +6,22 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
-from accounts.audit import audit_record
 from accounts.models import User
-from attribution import services
+from attribution.indexes import SPAN_MIN_TOKENS, index_load
 from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
+from attribution.receipts import receipt_get
+from attribution.valuation import flag_resolve
 from core.errors import UserError
+from core.models import Job
 from datanets import selectors
 from datanets.models import Datanet, Record
+from models_factory.models import ModelVersion
 
 
 def _highlight(text: str, needles: list[str]) -> str:
@@ -45,16 +48,16 @@ def _matched_spans(receipt: Any) -> list[str]:
     record = AttributionIndex.objects.filter(version=version, status=AttributionIndex.Status.READY).first()
     if record is None or receipt.method != "spans":
         return []
-    index, extra = services._load_index(version, record)
+    index, extra = index_load(version, record)
     tokenizer = extra["tokenizer"]
     tokens = tokenizer(str(receipt.inference.output.get("text", "")), add_special_tokens=False)["input_ids"]
-    spans = index.find_spans(tokens, min_len=services.SPAN_MIN_TOKENS)
+    spans = index.find_spans(tokens, min_len=SPAN_MIN_TOKENS)
     return [tokenizer.decode(tokens[s.start : s.end]).strip() for s in spans]
 
 
 def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
     try:
-        receipt = services.receipt_get(pk)
+        receipt = receipt_get(pk)
     except UserError:
         raise Http404("No such receipt") from None
     body = receipt.body
@@ -91,27 +94,17 @@ def flags(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect(datanet)
     if request.method == "POST":
         flag = get_object_or_404(Flag, pk=request.POST.get("flag"), record__datanet=datanet)
-        decision = request.POST.get("decision")
-        with transaction.atomic():
-            flag = Flag.objects.select_for_update().get(pk=flag.pk)
-            if flag.status == Flag.Status.OPEN and decision in {"confirm", "dismiss"}:
-                flag.status = Flag.Status.CONFIRMED if decision == "confirm" else Flag.Status.DISMISSED
-                flag.resolved_by = request.user
-                flag.save(update_fields=["status", "resolved_by"])
-                if decision == "confirm":
-                    Record.objects.filter(pk=flag.record_id).update(status=Record.Status.REJECTED)
-                audit_record(
-                    actor=request.user,
-                    action=f"flag.{decision}",
-                    target=flag,
-                    after={"record": flag.record_id, "reason": flag.reason},
-                )
-        messages.success(
-            request,
-            "Confirmed: the record is rejected and leaves future snapshots."
-            if decision == "confirm"
-            else "Dismissed: the record stays.",
-        )
+        decision = request.POST.get("decision", "")
+        try:
+            flag_resolve(actor=request.user, flag_id=flag.pk, decision=decision, reason=request.POST.get("reason", ""))
+            messages.success(
+                request,
+                "Confirmed: the record is rejected and leaves future snapshots."
+                if decision == "confirm"
+                else "Dismissed: the record stays.",
+            )
+        except UserError as exc:
+            messages.error(request, exc.message)
         return redirect("attribution:flags", slug=slug)
     open_flags = Flag.objects.filter(record__datanet=datanet, status=Flag.Status.OPEN).select_related(
         "record__contributor", "version__ml_model"
@@ -146,4 +139,21 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
             "points": points,
             "receipts": Citation.objects.filter(contributor=user).values("receipt_id").distinct().count(),
         },
+    )
+
+
+def version_panel(request: HttpRequest, version: ModelVersion) -> str:
+    """The attribution part of a version's page (``models_factory.hooks.on_version_page``): the index and its
+    build, the epoch valuation and the flags it sent to curators."""
+    valuation_job = Job.objects.filter(kind="valuation", target_id=str(version.pk)).order_by("-created_at").first()
+    return render_to_string(
+        "attribution/_version_panel.html",
+        {
+            "v": version,
+            "model": version.ml_model,
+            "attribution_index": AttributionIndex.objects.filter(version=version).select_related("job").first(),
+            "valuation_job": valuation_job,
+            "n_flags": Flag.objects.filter(version=version, status=Flag.Status.OPEN).count(),
+        },
+        request=request,
     )

@@ -1,3 +1,4 @@
 """The Model Factory: specialized models trained on a Datanet's snapshot (training runs, versions with lineage,
-deployment and pricing), the Django-free ``trainers/`` and ``serving/`` (predictors, the encoder that attribution
-uses, the in-process model cache). Imports core, accounts and datanets."""
+deployment and pricing, paid inference), the Django-free ``trainers/`` and ``serving/`` (predictors with the
+embeddings and gradient head attribution reads, the sentence encoder, the in-process model cache), ``predictors``
+(a version's loaded model) and ``hooks`` (where apps to its right subscribe). Imports core, accounts and datanets."""

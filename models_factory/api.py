@@ -215,11 +215,7 @@ class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         inference = services.infer(consumer=request.user, version_id=int(pk), payload=dict(s.validated_data))
         body = InferenceSerializer(inference).data
         body["balance"] = CreditAccount.objects.get(user=request.user).balance
-        receipt = getattr(inference, "receipt_obj", None)
-        body["attribution"] = {"status": inference.attribution_status, "message": inference.attribution_message}
-        body["receipt"] = (
-            {"id": receipt.id, **receipt.body, "explain_url": receipt.get_absolute_url()} if receipt else None
-        )
+        body.update(getattr(inference, "extra_fields", {}))
         return Response(body)
 
 

@@ -1,4 +1,6 @@
-"""Train, register, deploy and serve models. Views, the API and the Celery task call these."""
+"""Train, register, deploy and serve models. Views, the API and the Celery task call these.
+
+Apps to the right (attribution) act on a registered version and on each paid inference through ``hooks``."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from core.errors import Conflict, Forbidden, NotFound, UserError
 from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from core.models import Job
 from datanets.models import Snapshot, SnapshotRecord
+from models_factory import hooks, predictors
 from models_factory.artifacts import artifact_local_path, artifact_publish
 from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
 
@@ -300,9 +303,7 @@ def _register(run: TrainingRun, result: Any) -> ModelVersion:
             target=version,
             after={"version": version.version, "snapshot_root": version.snapshot_root},
         )
-        from attribution.services import index_build_request
-
-        index_build_request(version=version, actor=run.created_by)
+        hooks.version_registered(version=version, actor=run.created_by)
     return version
 
 
@@ -368,7 +369,6 @@ MAX_INPUT_CHARS = 20_000
 
 def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
     """Run a deployed version on one input and charge its price. Nothing is charged when anything fails."""
-    from models_factory import serving_cache
     from models_factory.trainers import InputError, TrainerError
 
     version = ModelVersion.objects.select_related("ml_model").filter(pk=version_id).first()
@@ -402,13 +402,11 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     started = time.perf_counter()
     try:
         if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
-            ((label, probs),) = serving_cache.classifier(str(artifact_local_path(version.artifact_location))).predict(
-                [text]
-            )
+            ((label, probs),) = predictors.classifier_predictor(version).predict([text])
             output: dict[str, Any] = {"label": label, "probabilities": probs}
             tokens_in, tokens_out = 0, 0
         else:
-            generated, tokens_in, tokens_out = serving_cache.generative().generate(
+            generated, tokens_in, tokens_out = predictors.generative_server().generate(
                 str(artifact_local_path(version.artifact_location)),
                 text,
                 max_new_tokens=max_tokens,
@@ -443,21 +441,6 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
             fee=version.price_credits,
             latency_ms=latency_ms,
         )
-    _attach_receipt(inference)
+    # What apps to the right add to the answer (attribution: the receipt, or why there is none yet).
+    inference.extra_fields = hooks.inference_done(inference)
     return inference
-
-
-def _attach_receipt(inference: Inference) -> None:
-    """Attribute the paid output. A missing or building index gives a status, never an invented receipt."""
-    from attribution import services as attribution
-
-    inference.receipt_obj = None
-    inference.attribution_status, inference.attribution_message = attribution.attribution_status(inference.version)
-    if inference.attribution_status != "ready":
-        return
-    try:
-        inference.receipt_obj = attribution.receipt_create(inference=inference)
-    except Exception:  # the call is paid and answered; a failed attribution is reported, not raised
-        log.exception("attribution failed for inference %s", inference.pk)
-        inference.attribution_status = "failed"
-        inference.attribution_message = "Attribution failed for this call; it is logged and can be recomputed."

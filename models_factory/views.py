@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from core.errors import UserError
 from datanets.models import Datanet, Snapshot
-from models_factory import services
+from models_factory import hooks, services
 from models_factory.artifacts import artifact_local_path
 from models_factory.models import CreditAccount, MLModel, ModelVersion, TrainingRun
 
@@ -136,12 +136,6 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
         top = max((max(row) for row in cm), default=1) or 1
         matrix = [(labels[i] if i < len(labels) else i, [(n, n / top) for n in row]) for i, row in enumerate(cm)]
     account = CreditAccount.objects.filter(user=request.user).first() if request.user.is_authenticated else None
-    from attribution.models import AttributionIndex, Flag
-    from core.models import Job
-
-    attribution_index = AttributionIndex.objects.filter(version=v).select_related("job").first()
-    valuation_job = Job.objects.filter(kind="valuation", target_id=str(v.pk)).order_by("-created_at").first()
-    n_flags = Flag.objects.filter(version=v, status=Flag.Status.OPEN).count()
     return render(
         request,
         "models_factory/version.html",
@@ -153,9 +147,7 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "samples": v.metrics.get("samples", []),
             "is_builder": request.user.is_authenticated and v.ml_model.builder_id == request.user.pk,
             "balance": account.balance if account else 0,
-            "attribution_index": attribution_index,
-            "valuation_job": valuation_job,
-            "n_flags": n_flags,
+            "panels": hooks.version_panels(request, v),
             "scalar_metrics": {k: val for k, val in v.metrics.items() if isinstance(val, (int, float))},
             "hyperparameters": {
                 k: val

@@ -1,4 +1,5 @@
-"""Attribution in the platform: indexes, receipts, recompute, valuation flags, status when not ready."""
+"""Attribution in the platform: indexes, receipts, recompute, valuation flags and their resolution, status when not
+ready, and what attribution adds to the Model Factory through its hooks (the paid answer, the version page)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
+from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
-from attribution import services
+from attribution import indexes, receipts, selectors, valuation
 from attribution.models import AttributionIndex, Citation, Flag, Receipt
+from core.errors import Conflict, Forbidden, UserError
 from core.models import Job
-from datanets.models import SnapshotRecord
+from datanets.models import Membership, Record, SnapshotRecord
+from models_factory import predictors
 from models_factory import services as mf
 from models_factory.models import Inference, ModelVersion
 from models_factory.tests.factories import qa_records, snapshot_with
@@ -57,7 +61,7 @@ def trained_classifier(records, validation_percent: int = 10):
 def build(version):
     index = AttributionIndex.objects.get(version=version)
     assert index.status == "building" and index.job.status == "queued"  # requested when the version registered
-    services.index_build(job_id=str(index.job_id))
+    indexes.index_build(job_id=str(index.job_id))
     index.refresh_from_db()
     return index
 
@@ -68,14 +72,23 @@ def paid_inference(version, payload):
     return mf.infer(consumer=consumer, version_id=version.pk, payload=payload)
 
 
-def test_no_receipt_is_invented_while_the_index_builds():
+def test_no_receipt_is_invented_while_the_index_builds(client):
     version = trained_classifier(labeled(24))
     inference = paid_inference(version, {"text": "works great"})
     assert inference.attribution_status == "building" and inference.receipt_obj is None
     assert "still building" in inference.attribution_message
+    # What the Model Factory adds to the paid call's answer comes from attribution's hook.
+    assert inference.extra_fields == {
+        "attribution": {"status": "building", "message": inference.attribution_message},
+        "receipt": None,
+    }
+    # The version's page shows attribution's panel: the index job was requested when the version registered.
+    client.force_login(version.ml_model.builder)
+    card = client.get(version.get_absolute_url()).content.decode()
+    assert "<h2>Attribution</h2>" in card and 'data-testid="attribution-status"' in card and "queued" in card
     assert not Receipt.objects.exists()
     AttributionIndex.objects.filter(version=version).delete()
-    assert services.attribution_status(version)[0] == "missing"
+    assert receipts.attribution_status(version)[0] == "missing"
 
 
 def test_receipt_for_a_classifier_inference_and_its_recompute():
@@ -84,10 +97,10 @@ def test_receipt_for_a_classifier_inference_and_its_recompute():
     assert index.status == "ready" and index.n_records > 0
     inference = paid_inference(version, {"text": "made everything worse, awful headaches"})
     receipt = inference.receipt_obj
-    assert receipt is not None and receipt.id == services.receipt_id(receipt.body)
+    assert receipt is not None and receipt.id == receipts.receipt_id(receipt.body)
     body = receipt.body
     assert body["snapshot_root"] == version.snapshot_root and body["method"] == "gradient"
-    assert len(body["top_k"]) == min(services.TOP_K, index.n_records)
+    assert len(body["top_k"]) == min(receipts.TOP_K, index.n_records)
     scores = [t["score"] for t in body["top_k"]]
     assert scores == sorted(scores, reverse=True)
     assert sum(s["share_ppm"] for s in body["shares"]) == 1_000_000
@@ -110,17 +123,18 @@ def test_index_refuses_a_model_whose_trainable_parameters_changed():
 
     version = trained_classifier(labeled(24))
     index = build(version)
-    head = services._head(services._predictor(version))
+    predictor = predictors.classifier_predictor(version)
+    head = predictor.gradient_head()
     with pytest.raises(IndexMismatch):
-        GradientIndex.load(f"{index.path}/gradient", torch.nn.Linear(head.in_features, 5), services._cross_entropy)
+        GradientIndex.load(f"{index.path}/gradient", torch.nn.Linear(head.in_features, 5), predictor.per_example_loss)
 
 
-def test_valuation_flags_planted_mislabeled_records_to_curators():
+def test_valuation_flags_planted_mislabeled_records_to_curators(client):
     planted = {3, 8, 15, 22, 33}
     version = trained_classifier(labeled(80, flip=planted), validation_percent=40)
     build(version)
     job = Job.objects.filter(kind="valuation").latest("created_at")
-    services.valuation_run(job_id=str(job.pk))
+    valuation.valuation_run(job_id=str(job.pk))
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
     flagged_lines = set(Flag.objects.filter(version=version).values_list("record__line_no", flat=True))
@@ -131,6 +145,33 @@ def test_valuation_flags_planted_mislabeled_records_to_curators():
     assert len(flagged_lines) <= 0.2 * len(in_train)
     flag = Flag.objects.filter(version=version).first()
     assert "knn_shapley" in flag.evidence and flag.reason
+
+    # Curators resolve flags: confirming rejects the record, once, with an audit row.
+    datanet = version.ml_model.datanet
+    curator = UserFactory()
+    Membership.objects.create(datanet=datanet, user=curator, role=Membership.Role.CURATOR)
+    with pytest.raises(Forbidden):
+        valuation.flag_resolve(actor=datanet.owner, flag_id=flag.pk, decision="confirm")
+    with pytest.raises(UserError, match="confirm' or 'dismiss"):
+        valuation.flag_resolve(actor=curator, flag_id=flag.pk, decision="maybe")
+    valuation.flag_resolve(actor=curator, flag_id=flag.pk, decision="confirm", reason="the text is positive")
+    flag.refresh_from_db()
+    assert flag.status == Flag.Status.CONFIRMED and flag.resolved_by == curator
+    assert Record.objects.get(pk=flag.record_id).status == Record.Status.REJECTED
+    event = AuditEvent.objects.get(action="flag.confirm", target_id=str(flag.pk))
+    assert event.actor == curator and event.after["note"] == "the text is positive"
+    with pytest.raises(Conflict):
+        valuation.flag_resolve(actor=curator, flag_id=flag.pk, decision="dismiss")
+    # The flags page goes through the same service.
+    other = Flag.objects.filter(version=version, status=Flag.Status.OPEN).first()
+    client.force_login(curator)
+    page = client.post(f"/attribution/flags/{datanet.slug}/", {"flag": other.pk, "decision": "dismiss"}, follow=True)
+    assert b"Dismissed: the record stays." in page.content
+    other.refresh_from_db()
+    assert other.status == Flag.Status.DISMISSED and other.resolved_by == curator
+    page = client.post(f"/attribution/flags/{datanet.slug}/", {"flag": other.pk, "decision": "confirm"}, follow=True)
+    assert b"already dismissed" in page.content
+    assert Record.objects.get(pk=other.record_id).status != Record.Status.REJECTED
 
 
 def test_generative_receipt_credits_verbatim_spans():
@@ -155,23 +196,23 @@ def test_generative_receipt_credits_verbatim_spans():
     # spans when the output repeats training text verbatim, else sentence-encoder similarity.
     assert receipt is not None and receipt.body["method"] in {"spans", "similarity"}
     assert sum(s["share_ppm"] for s in receipt.body["shares"]) in (0, 1_000_000)
-    _, rid = services.receipt_recompute(receipt.id)
+    _, rid = receipts.receipt_recompute(receipt.id)
     assert rid == receipt.id
 
-    loaded, extra = services._load_index(version, index)
-    positions = {e[0]: i for i, e in enumerate(services._train_entries(version))}
+    loaded, extra = indexes.index_load(version, index)
+    positions = {e[0]: i for i, e in enumerate(selectors.train_entries(version))}
     record_of = {SnapshotRecord.objects.get(snapshot=snapshot, record_id=r).record.data["answer"]: p
                  for r, p in positions.items()}  # fmt: skip
     # An answer copied from one record: spans credit that record first.
     copied = Inference(
         input={"prompt": "Tell me about region 7."}, output={"text": "The capital of region 7 is Town7."}
     )
-    method, scored = services._scores_for(version, loaded, extra, copied)
+    method, scored = receipts.scores_for(version, loaded, extra, copied)
     assert method == "spans" and scored[0][0] == record_of["The capital of region 7 is Town7."]
     # No shared span of 6 tokens: the record closest in meaning comes first.
     reworded = Inference(input={"prompt": "Which town governs region 9?"}, output={"text": "Town9 governs it."})
-    method, scored = services._scores_for(version, loaded, extra, reworded)
-    assert method == "similarity" and len(scored) == min(services.TOP_K, len(positions))
+    method, scored = receipts.scores_for(version, loaded, extra, reworded)
+    assert method == "similarity" and len(scored) == min(receipts.TOP_K, len(positions))
     assert scored[0][0] == record_of["The capital of region 9 is Town9."]
     assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
     # A stored similarity receipt recomputes to the same id from the snapshot and artifact alone.
@@ -179,10 +220,10 @@ def test_generative_receipt_credits_verbatim_spans():
         version=version, consumer=inference.consumer, input=reworded.input, input_hash="0" * 64,
         output=reworded.output, fee=1, latency_ms=1.0,
     )  # fmt: skip
-    similar = services.receipt_create(inference=stored)
+    similar = receipts.receipt_create(inference=stored)
     assert similar is not None and similar.body["method"] == "similarity"
     assert sum(s["share_ppm"] for s in similar.body["shares"]) == 1_000_000
-    assert services.receipt_recompute(similar.id)[1] == similar.id
+    assert receipts.receipt_recompute(similar.id)[1] == similar.id
     from attribution.engine import SpanIndex
 
     span_index = SpanIndex.load(f"{index.path}/spans")

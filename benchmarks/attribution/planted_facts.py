@@ -50,8 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits  # noqa: E402
 
-TOP_K = 16  # records per receipt, as attribution.services.TOP_K
-SPAN_MIN_TOKENS = 6  # as attribution.services.SPAN_MIN_TOKENS
+TOP_K = 16  # records per receipt, as attribution.receipts.TOP_K
+SPAN_MIN_TOKENS = 6  # as attribution.indexes.SPAN_MIN_TOKENS
 N_CONTRIBUTORS = 20
 FACTS = [
     ("Zorvexa", "Glimmerfen syndrome"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from attribution import services
+from attribution.indexes import index_build
 from attribution.models import AttributionIndex, Flag
+from attribution.valuation import valuation_run
 from core.models import Job
 from datanets.models import Datanet, Record
 from demo.loader import DEMO_MODEL, DEMO_SLUG, PLANTED_LINES, drug_reviews, load_demo
@@ -34,11 +35,11 @@ def test_demo_model_trains_and_its_valuation_flags_the_planted_flips() -> None:
     mf.training_run_execute(job_id=str(run.job_id))
     version = ModelVersion.objects.get(run=run)
     index = AttributionIndex.objects.get(version=version)
-    services.index_build(job_id=str(index.job_id))
+    index_build(job_id=str(index.job_id))
     index.refresh_from_db()
     assert index.status == "ready"
     job = Job.objects.get(kind="valuation", target_id=str(version.pk))
-    services.valuation_run(job_id=str(job.pk))
+    valuation_run(job_id=str(job.pk))
     job.refresh_from_db()
     assert job.status == "succeeded", job.error
 

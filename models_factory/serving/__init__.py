@@ -1,6 +1,3 @@
-"""Django-free serving: classifier artifacts and many LoRA adapters on one shared base model."""
-
-from models_factory.serving.classifier import ClassifierPredictor
-from models_factory.serving.generative import GenerativeServer
-
-__all__ = ["ClassifierPredictor", "GenerativeServer"]
+"""Django-free serving: ``classifier`` (a classifier artifact's predictor, its embeddings and its gradient head),
+``generative`` (many LoRA adapters on one shared base model), ``encoders`` (the packaged sentence encoder) and
+``cache`` (the models a process keeps loaded). Each module loads torch; this package does not, on import."""

@@ -1,11 +1,14 @@
-"""Loads a classifier artifact folder and predicts labels with probabilities, in batches."""
+"""Loads a classifier artifact folder and predicts labels with probabilities, in batches; for attribution it also
+gives the encoder's embeddings of texts (on the model's device), the trainable head and its per-example loss."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -73,8 +76,7 @@ class ClassifierPredictor:
                 raise InputError(
                     f"input {i} is too long: {len(row)} tokens, the limit is {self.max_input_tokens}; shorten it"
                 )
-        # Truncate like training did: the head only ever saw the first max_length tokens.
-        rows = [row if len(row) <= self.max_length else row[: self.max_length - 1] + row[-1:] for row in rows]
+        rows = self._truncate(rows)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
         probs = torch.empty((len(rows), len(self.labels)))
         pad_id = self.tokenizer.pad_token_id or 0
@@ -89,3 +91,35 @@ class ClassifierPredictor:
             scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
             out.append((self.labels[max(range(len(row)), key=row.__getitem__)], scores))
         return out
+
+    def _truncate(self, rows: list[list[int]]) -> list[list[int]]:
+        # Truncate like training did: the head only ever saw the first max_length tokens (and the closing one).
+        return [row if len(row) <= self.max_length else row[: self.max_length - 1] + row[-1:] for row in rows]
+
+    def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """The encoder's pooled embeddings of `texts` (float32, in input order), truncated exactly as the classifier
+        saw its inputs. Inputs go to the model's device; the result comes back to the CPU."""
+        rows = self._truncate(self.tokenizer(texts, truncation=False)["input_ids"])
+        pad_id = self.tokenizer.pad_token_id or 0
+        device = self.choice.device
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                ids, mask = pad_batch(rows[start : start + batch_size], pad_id)
+                out.append(self.model.embed(ids.to(device), mask.to(device)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+    def gradient_head(self) -> torch.nn.Module:
+        """The classification head with trainable parameters, on the CPU where the attribution engine computes its
+        gradients (a copy when the model lives on an accelerator, so serving keeps its own)."""
+        head = self.model.head
+        if any(p.device.type != "cpu" for p in head.parameters()):
+            head = copy.deepcopy(head).cpu()
+        for p in head.parameters():
+            p.requires_grad_(True)
+        return head
+
+    @staticmethod
+    def per_example_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of each example (cross-entropy, not reduced): what the gradient index differentiates."""
+        return torch.nn.functional.cross_entropy(outputs, targets, reduction="none")

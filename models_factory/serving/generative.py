@@ -35,6 +35,13 @@ MAX_NEW_TOKENS_LIMIT = 1024
 MAX_TEMPERATURE = 2.0
 
 
+def artifact_tokenizer(artifact_dir: Path | str) -> Any:
+    """The tokenizer saved with a generative artifact (offline): how attribution reads its outputs as tokens."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(artifact_dir), local_files_only=True)
+
+
 @dataclass
 class _Base:
     ref: BaseModelRef

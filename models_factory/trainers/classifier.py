@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from core.canonical import content_hash
 from models_factory.trainers.base_models import MINILM, BaseModelRef, resolve_encoder
 from models_factory.trainers.common import (
     CLASSIFIER_METHODS,
@@ -24,11 +25,9 @@ from models_factory.trainers.common import (
     TrainConfig,
     TrainResult,
     atomic_output_dir,
-    canonical_json,
     dir_size,
     library_versions,
     set_seed,
-    sha256_text,
     write_json,
 )
 from models_factory.trainers.device import DeviceChoice, choose_device, configure_threads
@@ -187,16 +186,14 @@ class ClassifierTrainer:
         tok_val = tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
         pad_id = tokenizer.pad_token_id or 0
 
-        fingerprint = sha256_text(
-            canonical_json(
-                {
-                    "kind": "classifier",
-                    "config": config.to_dict(),
-                    "base": ref.sha256,
-                    "labels": label_list,
-                    "data": sha256_text(canonical_json([texts, labels, val_texts, val_labels])),
-                }
-            )
+        fingerprint = content_hash(
+            {
+                "kind": "classifier",
+                "config": config.to_dict(),
+                "base": ref.sha256,
+                "labels": label_list,
+                "data": content_hash([texts, labels, val_texts, val_labels]),
+            }
         )
         spec = (
             self._head_spec(model, choice, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)

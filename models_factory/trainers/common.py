@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from core.canonical import content_hash
 from models_factory.trainers.errors import ConfigError
 
 CLASSIFIER_METHODS = ("head", "full")
@@ -181,14 +182,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 _file_hash_cache: dict[tuple[str, int, int], str] = {}
 
 
@@ -212,7 +205,7 @@ def sha256_model_files(path: Path) -> str:
     if path.is_file():
         return sha256_file(path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(MODEL_FILE_SUFFIXES))
-    return sha256_text(canonical_json({str(p.relative_to(path)): sha256_file(p) for p in files}))
+    return content_hash({str(p.relative_to(path)): sha256_file(p) for p in files})
 
 
 def dir_size(path: Path) -> int:

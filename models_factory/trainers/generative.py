@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.canonical import content_hash
 from models_factory.trainers.base_models import (
     SMOLLM2,
     TINY,
@@ -35,11 +36,9 @@ from models_factory.trainers.common import (
     TrainConfig,
     TrainResult,
     atomic_output_dir,
-    canonical_json,
     dir_size,
     library_versions,
     set_seed,
-    sha256_text,
     write_json,
 )
 from models_factory.trainers.device import choose_device, configure_threads
@@ -235,15 +234,13 @@ class LoRATrainer:
             # peft calls a transformers method that was renamed; the warning is theirs, not the caller's.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = get_peft_model(base, lora)
-        fingerprint = sha256_text(
-            canonical_json(
-                {
-                    "kind": "generative",
-                    "config": config.to_dict(),
-                    "base": ref.sha256,
-                    "data": sha256_text(canonical_json([pairs, val_pairs])),
-                }
-            )
+        fingerprint = content_hash(
+            {
+                "kind": "generative",
+                "config": config.to_dict(),
+                "base": ref.sha256,
+                "data": content_hash([pairs, val_pairs]),
+            }
         )
 
         def batches_for_epoch(epoch: int) -> list[dict[str, torch.Tensor]]:

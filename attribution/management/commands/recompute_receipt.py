@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from attribution import services
+from attribution.receipts import receipt_get, receipt_recompute
 from core.errors import UserError
 
 
@@ -18,8 +18,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, receipt_id: str, show: bool, **options: Any) -> None:
         try:
-            stored = services.receipt_get(receipt_id)
-            body, rid = services.receipt_recompute(receipt_id)
+            stored = receipt_get(receipt_id)
+            body, rid = receipt_recompute(receipt_id)
         except UserError as exc:
             raise CommandError(exc.message) from None
         if show:
