@@ -148,7 +148,6 @@ class MLModelViewSet(
 
 
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
-    lookup_value_regex = ID_REGEX  # an id too long for the database is a 404, not an overflow
     throttle_scope = "training"
     serializer_class = TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("ml_model", "job")
