@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from accounts.audit import audit_record
 from accounts.models import User
 from attribution import services
+from attribution.credit import contributor_credit
 from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
 from core.errors import UserError
 from datanets import selectors
@@ -126,7 +127,7 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
     per_record = (
         Citation.objects.filter(contributor=user)
         .values("record_id", "record__datanet__title")
-        .annotate(citations=Count("id"), credit=Sum("credit_ppm"))
+        .annotate(citations=Count("id"))
         .order_by("-citations")[:100]
     )
     valuations = (
@@ -144,6 +145,6 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
             "per_record": per_record,
             "valuations": valuations,
             "points": points,
-            "receipts": Citation.objects.filter(contributor=user).values("receipt_id").distinct().count(),
+            "credit": contributor_credit(user=user),
         },
     )

@@ -218,6 +218,17 @@ JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(UPLOAD_CHUNK_BYTES + 1024**2, 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 
+# --- Chain and settlement (settlement/chain/config.py; SettlementConfig.ready() checks keys and addresses) ------
+CHAIN_RPC_URL = env_str("CHAIN_RPC_URL", "")  # empty: the embedded chain, journaled in CHAIN_JOURNAL_PATH
+CHAIN_JOURNAL_PATH = env_str("CHAIN_JOURNAL_PATH", "")  # empty: VAR_DIR/chain/journal.jsonl
+CHAIN_ANCHOR_KEY = env_str("CHAIN_ANCHOR_KEY", "")  # required off dev chains; dev chains use the public dev keys
+CHAIN_RELAYER_KEY = env_str("CHAIN_RELAYER_KEY", "")
+CHAIN_DISTRIBUTOR_ADDRESS = env_str("CHAIN_DISTRIBUTOR_ADDRESS", "")  # production: existing contracts
+CHAIN_TOKEN_ADDRESS = env_str("CHAIN_TOKEN_ADDRESS", "")
+SETTLEMENT_CONFIRMATIONS = env_int("SETTLEMENT_CONFIRMATIONS", 1, minimum=1)
+SETTLEMENT_STUCK_SECONDS = env_float("SETTLEMENT_STUCK_SECONDS", 60.0, minimum=0.0)
+TOKEN_UNITS_PER_CREDIT = env_int("TOKEN_UNITS_PER_CREDIT", 10**18, minimum=1)
+
 # --- Security in production -----------------------------------------------------------------------------------
 if not DEBUG and SECRET_KEY != _INSECURE_DEV_KEY:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

@@ -9,10 +9,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.credits import credit_balance
 from datanets.models import Snapshot
 from datanets.serializers import JobSerializer
 from models_factory import services
-from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
+from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
 
 
 class MLModelSerializer(serializers.ModelSerializer):
@@ -210,7 +211,7 @@ class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         s.is_valid(raise_exception=True)
         inference = services.infer(consumer=request.user, version_id=int(pk), payload=dict(s.validated_data))
         body = InferenceSerializer(inference).data
-        body["balance"] = CreditAccount.objects.get(user=request.user).balance
+        body["balance"] = credit_balance(user=request.user)
         receipt = getattr(inference, "receipt_obj", None)
         body["attribution"] = {"status": inference.attribution_status, "message": inference.attribution_message}
         body["receipt"] = (
@@ -224,5 +225,4 @@ class CreditsView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        account = CreditAccount.objects.filter(user=request.user).first()
-        return Response({"balance": account.balance if account else 0})
+        return Response({"balance": credit_balance(user=request.user)})

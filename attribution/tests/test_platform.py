@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
+from accounts.credits import credits_grant
 from accounts.tests.factories import UserFactory
 from attribution import services
 from attribution.models import AttributionIndex, Citation, Flag, Receipt
@@ -64,7 +65,7 @@ def build(version):
 
 def paid_inference(version, payload):
     consumer = UserFactory()
-    mf.credits_grant(actor=None, user=consumer, amount=5)
+    credits_grant(actor=None, user=consumer, amount=5)
     return mf.infer(consumer=consumer, version_id=version.pk, payload=payload)
 
 
