@@ -1,2 +1,2 @@
 """Users and what belongs to a person: sign-up and login, API tokens, the linked reward wallet (signed challenges),
-and the audit log every state change writes to. Imports only core."""
+prepaid credits (``credits``: grant and debit) and the audit log every state change writes to. Imports only core."""

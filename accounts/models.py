@@ -81,6 +81,20 @@ class WalletChallenge(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
 
 
+class CreditAccount(models.Model):
+    """A person's prepaid credits (inference calls, epoch pools). The database refuses a negative balance.
+
+    Changed only through ``accounts.credits`` (``credits_grant``, ``credits_debit``)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account")
+    balance = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "models_factory_creditaccount"  # moved from models_factory in state only; the table stays
+        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="credit_balance_not_negative")]
+
+
 class AuditEvent(models.Model):
     """Who changed what, when, from what to what. Written by the service that makes the change."""
 

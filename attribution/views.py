@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
 from accounts.models import User
+from attribution.credit import contributor_credit
 from attribution.indexes import SPAN_MIN_TOKENS, index_load
 from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
 from attribution.receipts import receipt_get
@@ -119,7 +120,7 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
     per_record = (
         Citation.objects.filter(contributor=user)
         .values("record_id", "record__datanet__title")
-        .annotate(citations=Count("id"), credit=Sum("credit_ppm"))
+        .annotate(citations=Count("id"))
         .order_by("-citations")[:100]
     )
     valuations = (
@@ -137,7 +138,7 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
             "per_record": per_record,
             "valuations": valuations,
             "points": points,
-            "receipts": Citation.objects.filter(contributor=user).values("receipt_id").distinct().count(),
+            "credit": contributor_credit(user=user),
         },
     )
 

@@ -284,6 +284,17 @@ if _proxy_header:
             "(the request header as Django names it, '=', and the value your proxy sends for HTTPS)"
         )
     SECURE_PROXY_SSL_HEADER = (_header, _value)
+# --- Chain and settlement (settlement/chain/config.py; SettlementConfig.ready() checks keys and addresses) ------
+CHAIN_RPC_URL = env_str("CHAIN_RPC_URL", "")  # empty: the embedded chain, journaled in CHAIN_JOURNAL_PATH
+CHAIN_JOURNAL_PATH = env_str("CHAIN_JOURNAL_PATH", "")  # empty: VAR_DIR/chain/journal.jsonl
+CHAIN_ANCHOR_KEY = env_str("CHAIN_ANCHOR_KEY", "")  # required off dev chains; dev chains use the public dev keys
+CHAIN_RELAYER_KEY = env_str("CHAIN_RELAYER_KEY", "")
+CHAIN_DISTRIBUTOR_ADDRESS = env_str("CHAIN_DISTRIBUTOR_ADDRESS", "")  # production: existing contracts
+CHAIN_TOKEN_ADDRESS = env_str("CHAIN_TOKEN_ADDRESS", "")
+SETTLEMENT_CONFIRMATIONS = env_int("SETTLEMENT_CONFIRMATIONS", 1, minimum=1)
+SETTLEMENT_STUCK_SECONDS = env_float("SETTLEMENT_STUCK_SECONDS", 60.0, minimum=0.0)
+TOKEN_UNITS_PER_CREDIT = env_int("TOKEN_UNITS_PER_CREDIT", 10**18, minimum=1)
+
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

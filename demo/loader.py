@@ -18,13 +18,13 @@ from pathlib import Path
 
 from django.db import transaction
 
-from accounts.models import User
+from accounts.credits import credits_grant
+from accounts.models import CreditAccount, User
 from core.models import Job
 from datanets import services
 from datanets.models import Datanet, Record, Snapshot
 from demo.rewards import load_settlement_demo
-from models_factory.models import CreditAccount
-from models_factory.services import credits_grant, model_create, training_run_create
+from models_factory.services import model_create, training_run_create
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from eth_account.messages import encode_defunct
 from accounts import services as account_services
 from accounts.models import User
 from datanets.models import Datanet
-from settlement import accounting
+from settlement import rewards
 from settlement.chain.embedded import DEV_KEYS
 from settlement.models import Epoch, RewardPolicy
 
@@ -40,4 +40,4 @@ def load_settlement_demo(users: dict[str, User]) -> Epoch:
             _link(users[name], key)
     for datanet in Datanet.objects.filter(owner__in=[u for u in users.values()]):
         RewardPolicy.objects.get_or_create(datanet=datanet)
-    return accounting.epoch_open_get()
+    return rewards.epoch_open_get()

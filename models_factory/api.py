@@ -9,11 +9,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.credits import credit_balance
 from core.converters import ID_REGEX
 from core.serializers import JobSerializer
 from datanets.models import Snapshot
 from models_factory import services
-from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
+from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
 
 
 class MLModelSerializer(serializers.ModelSerializer):
@@ -213,7 +214,7 @@ class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, view
         s.is_valid(raise_exception=True)
         inference = services.infer(consumer=request.user, version_id=int(pk), payload=dict(s.validated_data))
         body = InferenceSerializer(inference).data
-        body["balance"] = CreditAccount.objects.get(user=request.user).balance
+        body["balance"] = credit_balance(user=request.user)
         body.update(getattr(inference, "extra_fields", {}))
         return Response(body)
 
@@ -223,5 +224,4 @@ class CreditsView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        account = CreditAccount.objects.filter(user=request.user).first()
-        return Response({"balance": account.balance if account else 0})
+        return Response({"balance": credit_balance(user=request.user)})

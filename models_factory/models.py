@@ -4,7 +4,6 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.urls import reverse
 
 from core.models import Job
@@ -92,17 +91,6 @@ class ModelVersion(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("models_factory:version", args=[self.ml_model.slug, self.version])
-
-
-class CreditAccount(models.Model):
-    """A consumer's prepaid inference credits. The database refuses a negative balance."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_account")
-    balance = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="credit_balance_not_negative")]
 
 
 class Inference(models.Model):

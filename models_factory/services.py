@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.audit import audit_record
+from accounts.credits import InsufficientCredit, credit_balance, credits_debit
 from accounts.models import User
 from core.canonical import content_hash
 from core.errors import Conflict, Forbidden, NotFound, UserError
@@ -26,7 +27,7 @@ from core.models import Job
 from datanets.models import Snapshot, SnapshotRecord
 from models_factory import hooks, predictors
 from models_factory.artifacts import artifact_local_path, artifact_publish
-from models_factory.models import CreditAccount, Inference, MLModel, ModelVersion, TrainingRun
+from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -346,24 +347,6 @@ def version_deploy(
     return version
 
 
-def credits_grant(*, actor: User | None, user: User, amount: int) -> CreditAccount:
-    if amount <= 0:
-        raise UserError("Grant a positive number of credits.")
-    with transaction.atomic():
-        account, _ = CreditAccount.objects.select_for_update().get_or_create(user=user)
-        before = account.balance
-        account.balance += amount
-        account.save(update_fields=["balance", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="credits.grant",
-            target=account,
-            before={"balance": before},
-            after={"balance": account.balance},
-        )
-    return account
-
-
 MAX_INPUT_CHARS = 20_000
 
 
@@ -382,8 +365,7 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
         raise UserError(f"Send the input as '{field}': a non-empty string.")
     if len(text) > MAX_INPUT_CHARS:
         raise UserError(f"The input is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}.")
-    account = CreditAccount.objects.filter(user=consumer).first()
-    balance = account.balance if account else 0
+    balance = credit_balance(user=consumer)
     if balance < version.price_credits:
         raise UserError(
             f"This call costs {version.price_credits} credits and your balance is {balance}. Buy credits first.",
@@ -422,14 +404,13 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     latency_ms = (time.perf_counter() - started) * 1000
     clean_input = {field: text, **{k: payload[k] for k in ("max_tokens", "temperature", "seed") if k in payload}}
     with transaction.atomic():
-        account = CreditAccount.objects.select_for_update().filter(user=consumer).first()
-        if account is None or account.balance < version.price_credits:  # spent by a concurrent call meanwhile
+        try:
+            credits_debit(user=consumer, amount=version.price_credits, reason=f"inference on {version}")
+        except InsufficientCredit:  # spent by a concurrent call meanwhile
             raise UserError(
                 "Your credit ran out while the call ran; nothing was charged. Buy credits first.",
                 extra={"code": "insufficient_credit"},
-            )
-        account.balance -= version.price_credits
-        account.save(update_fields=["balance", "updated_at"])
+            ) from None
         inference = Inference.objects.create(
             version=version,
             consumer=consumer,

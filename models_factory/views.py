@@ -11,11 +11,12 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.models import CreditAccount
 from core.errors import UserError
 from datanets.models import Datanet, Snapshot
 from models_factory import hooks, services
 from models_factory.artifacts import artifact_local_path
-from models_factory.models import CreditAccount, MLModel, ModelVersion, TrainingRun
+from models_factory.models import MLModel, ModelVersion, TrainingRun
 
 HYPER_FIELDS = [
     ("epochs", int),

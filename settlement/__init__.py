@@ -1,3 +1,8 @@
-"""Rewards and settlement: accrual of fees and pools into per-contributor totals, epochs, penalties, the Merkle tree,
-anchoring on an EVM chain (``chain/``, ``contracts/``), proofs, claims and verification. The pure fee and pool
-splits live in the Django-free ``splits``. Imports everything up to attribution."""
+"""Rewards and settlement: fees and pools split into per-contributor totals, epochs anchored on an EVM chain, proofs
+and claims anyone can verify. Imports everything up to attribution.
+
+By capability: ``rewards`` (policies, the open epoch, accrual, pools), ``epochs`` (closing an epoch: curators,
+pools, allocations), ``penalties`` (points and standings), ``splits`` (the Django-free arithmetic), ``anchoring``
+(the settlement state machine) with ``anchor_tree`` (the tree and published dump) and ``anchor_steps`` (the chain
+steps), ``proofs``, ``claims``, ``verification``; ``merkle`` and ``chain/`` are cores, ``contracts/`` the Solidity.
+"""

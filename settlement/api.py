@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from core.errors import Forbidden, NotFound
 from datanets.models import Datanet
-from settlement import accounting, selectors, services
+from settlement import anchoring, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, EpochPool, Settlement
 
 
@@ -105,7 +105,7 @@ class EpochListView(APIView):
 
 class EpochDetailView(APIView):
     def get(self, request: Request, number: int) -> Response:
-        return Response(EpochSerializer(accounting.epoch_get(number)).data)
+        return Response(EpochSerializer(rewards.epoch_get(number)).data)
 
 
 class EpochCloseView(APIView):
@@ -113,7 +113,7 @@ class EpochCloseView(APIView):
 
     def post(self, request: Request, number: int) -> Response:
         _staff(request)
-        return Response(EpochSerializer(accounting.epoch_close(actor=request.user, number=number)).data)
+        return Response(EpochSerializer(epochs.epoch_close(actor=request.user, number=number)).data)
 
 
 class EpochSettleView(APIView):
@@ -121,7 +121,7 @@ class EpochSettleView(APIView):
 
     def post(self, request: Request, number: int) -> Response:
         _staff(request)
-        settlement, job = services.settlement_request(actor=request.user, number=number)
+        settlement, job = anchoring.settlement_request(actor=request.user, number=number)
         return Response(
             {"job": str(job.id), "job_url": job.get_absolute_url(), "state": settlement.state},
             status=status.HTTP_202_ACCEPTED,
@@ -130,7 +130,7 @@ class EpochSettleView(APIView):
 
 class AllocationListView(APIView):
     def get(self, request: Request, number: int) -> Response:
-        epoch = accounting.epoch_get(number)
+        epoch = rewards.epoch_get(number)
         rows = Allocation.objects.filter(epoch=epoch).select_related("account").order_by("account__username")
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(rows, request, view=self)
@@ -162,7 +162,7 @@ class EpochPoolListView(APIView):
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
 
     def get(self, request: Request, number: int) -> Response:
-        epoch = accounting.epoch_get(number)
+        epoch = rewards.epoch_get(number)
         pools = EpochPool.objects.filter(epoch=epoch).select_related("epoch", "datanet", "funded_by", "carried_from")
         return Response(EpochPoolSerializer(pools, many=True).data)
 
@@ -172,7 +172,7 @@ class EpochPoolListView(APIView):
         datanet = Datanet.objects.filter(slug=data.validated_data["datanet"]).first()
         if datanet is None:
             raise NotFound(f"There is no Datanet '{data.validated_data['datanet']}'.")
-        pool = accounting.pool_fund(
+        pool = rewards.pool_fund(
             actor=request.user,
             datanet=datanet,
             amount_credits=data.validated_data["amount_credits"],
@@ -185,14 +185,14 @@ class ProofView(APIView):
     permission_classes = [permissions.AllowAny]
 
     def get(self, request: Request, number: int, address: str) -> Response:
-        return Response(services.proof_get(epoch_number=number, address=address))
+        return Response(proofs.proof_get(epoch_number=number, address=address))
 
 
 class ClaimRelayView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
     def get(self, request: Request) -> Response:
-        state = services.claim_status(user=request.user)
+        state = claims.claim_status(user=request.user)
         return Response(
             {
                 **state,
@@ -203,7 +203,7 @@ class ClaimRelayView(APIView):
         )
 
     def post(self, request: Request) -> Response:
-        relay = services.claim_relay(user=request.user)
+        relay = claims.claim_relay(user=request.user)
         return Response(
             {
                 "tx_hash": relay.tx_hash,

@@ -8,5 +8,7 @@ class SettlementConfig(AppConfig):
 
     def ready(self) -> None:
         from core import jobs
+        from settlement.chain.config import settings_check
 
+        settings_check()  # a malformed key or address fails at start, not at the first settlement
         jobs.register("settle", "settlement.settle_epoch")

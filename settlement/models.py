@@ -13,8 +13,7 @@ from django.urls import reverse
 
 from datanets.models import Datanet, Record
 from settlement.fields import TokenAmountField
-
-BPS = 10_000
+from settlement.splits import BPS
 
 
 class RewardPolicy(models.Model):

@@ -8,8 +8,14 @@ from typing import Any
 
 from accounts.models import User
 from datanets.models import Datanet
-from settlement.models import Allocation, Epoch, EpochPool, LedgerEntry, Penalty, Settlement
-from settlement.onchain import token_units_per_credit
+from settlement.chain.config import token_units_per_credit
+from settlement.models import Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy, Settlement
+
+
+def policy_for(datanet: Datanet) -> RewardPolicy:
+    """The Datanet's fee policy; the defaults (unsaved) when its owner never set one."""
+    policy = RewardPolicy.objects.filter(datanet=datanet).first()
+    return policy or RewardPolicy(datanet=datanet)
 
 
 def tokens(amount: int | str) -> str:

@@ -11,9 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.credits import credit_balance
 from core.errors import UserError
 from datanets.models import Datanet
-from settlement import accounting, selectors, services
+from settlement import anchoring, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Settlement
 
 
@@ -37,7 +38,7 @@ def earnings(request: HttpRequest) -> HttpResponse:
 def claim(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
-            relay = services.claim_relay(user=request.user)
+            relay = claims.claim_relay(user=request.user)
             messages.success(
                 request,
                 f"Claimed {selectors.tokens(relay.paid)} tokens to {relay.address} (transaction {relay.tx_hash}).",
@@ -45,7 +46,7 @@ def claim(request: HttpRequest) -> HttpResponse:
         except UserError as exc:
             messages.error(request, exc.message)
         return redirect("settlement:claim")
-    status = services.claim_status(user=request.user)
+    status = claims.claim_status(user=request.user)
     return render(request, "settlement/claim.html", {"status": status})
 
 
@@ -53,7 +54,7 @@ def claim(request: HttpRequest) -> HttpResponse:
 def claim_proof(request: HttpRequest) -> HttpResponse:
     if not request.user.wallet_address:
         raise Http404("no linked wallet")
-    proof = services.latest_proof_for(request.user.wallet_address)
+    proof = proofs.latest_proof_for(request.user.wallet_address)
     if proof is None:
         raise Http404("no proof yet")
     response = JsonResponse(proof, json_dumps_params={"indent": 2})
@@ -63,14 +64,14 @@ def claim_proof(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 def epoch_list(request: HttpRequest) -> HttpResponse:
-    accounting.epoch_open_get()
+    rewards.epoch_open_get()
     return render(request, "settlement/epochs.html", {"epochs": selectors.epochs_with_settlements()})
 
 
 @staff_member_required
 def epoch_detail(request: HttpRequest, number: int) -> HttpResponse:
     try:
-        epoch = accounting.epoch_get(number)
+        epoch = rewards.epoch_get(number)
     except UserError as exc:
         raise Http404(exc.message) from None
     rows = Allocation.objects.filter(epoch=epoch).select_related("account").order_by("account__username")
@@ -93,7 +94,7 @@ def epoch_detail(request: HttpRequest, number: int) -> HttpResponse:
 @require_POST
 def epoch_close(request: HttpRequest, number: int) -> HttpResponse:
     try:
-        epoch = accounting.epoch_close(actor=request.user, number=number)
+        epoch = epochs.epoch_close(actor=request.user, number=number)
         messages.success(request, f"Epoch {number} closed with {epoch.receipt_count} receipts. Review it, then settle.")
     except UserError as exc:
         messages.error(request, exc.message)
@@ -103,7 +104,7 @@ def epoch_close(request: HttpRequest, number: int) -> HttpResponse:
 @staff_member_required
 @require_POST
 def epoch_accrue(request: HttpRequest, number: int) -> HttpResponse:
-    count = accounting.receipts_accrue()
+    count = rewards.receipts_accrue()
     messages.success(request, f"Counted {count} new receipt(s) into the open epoch.")
     return redirect("settlement:epoch", number=number)
 
@@ -113,8 +114,8 @@ def epoch_accrue(request: HttpRequest, number: int) -> HttpResponse:
 def epoch_settle(request: HttpRequest, number: int) -> HttpResponse:
     try:
         if request.POST.get("retry"):
-            services.settlement_retry(actor=request.user, number=number)
-        services.settlement_request(actor=request.user, number=number)
+            anchoring.settlement_retry(actor=request.user, number=number)
+        anchoring.settlement_request(actor=request.user, number=number)
         messages.success(request, f"Settling epoch {number}: a worker builds the tree and anchors it.")
     except UserError as exc:
         messages.error(request, exc.message)
@@ -126,7 +127,7 @@ def epoch_dump(request: HttpRequest, number: int) -> HttpResponse:
     settlement = Settlement.objects.filter(epoch__number=number).exclude(dump_name="").first()
     if settlement is None or settlement.state == Settlement.State.PENDING:
         raise Http404(f"Epoch {number} has no published dump yet.")
-    response = HttpResponse(services.dump_bytes(settlement), content_type="application/json")
+    response = HttpResponse(proofs.dump_bytes(settlement), content_type="application/json")
     response["X-Data-Hash"] = settlement.data_hash
     return response
 
@@ -135,26 +136,23 @@ def epoch_dump(request: HttpRequest, number: int) -> HttpResponse:
 def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
     """A Datanet's rewards, for its owner (and admins, read-only): the fee split, its epoch pools, and a form that
     funds the open epoch's pool from the owner's credits."""
-    from models_factory.models import CreditAccount
-
     datanet = get_object_or_404(Datanet, slug=slug)
     is_owner = request.user.pk == datanet.owner_id
     if not (is_owner or request.user.is_staff):
         raise PermissionDenied("Only the Datanet's owner can see and fund its reward pools.")
-    epoch = accounting.epoch_open_get()
+    epoch = rewards.epoch_open_get()
     pools = selectors.pools_of(datanet)
-    account = CreditAccount.objects.filter(user=request.user).first()
     return render(
         request,
         "settlement/datanet.html",
         {
             "datanet": datanet,
             "is_owner": is_owner,
-            "policy": accounting.policy_for(datanet),
+            "policy": selectors.policy_for(datanet),
             "epoch": epoch,
             "pools": pools,
             "open_pool_total": sum(int(p.amount) for p in pools if p.epoch_id == epoch.pk),
-            "balance": account.balance if account else 0,
+            "balance": credit_balance(user=request.user),
             "units_per_credit": selectors.token_units_per_credit(),
         },
     )
@@ -172,7 +170,7 @@ def datanet_pool_fund(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("settlement:datanet", slug=slug)
     epoch_number = request.POST.get("epoch", "").strip()
     try:
-        pool = accounting.pool_fund(
+        pool = rewards.pool_fund(
             actor=request.user,
             datanet=datanet,
             amount_credits=amount,

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
+from accounts.credits import credits_grant
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
 from attribution import indexes, receipts, selectors, valuation
@@ -68,7 +69,7 @@ def build(version):
 
 def paid_inference(version, payload):
     consumer = UserFactory()
-    mf.credits_grant(actor=None, user=consumer, amount=5)
+    credits_grant(actor=None, user=consumer, amount=5)
     return mf.infer(consumer=consumer, version_id=version.pk, payload=payload)
 
 

@@ -42,10 +42,11 @@ def run(chain: str, contributors: int, per_receipt: int) -> None:
     from attribution.models import Receipt
     from core.canonical import canonical_json
     from models_factory.models import Inference
-    from settlement import accounting, onchain, services
+    from settlement import anchoring, epochs, rewards
+    from settlement.chain import config as chain_config
     from settlement.tests.factories import model_version
 
-    onchain.forget_connections()
+    chain_config.forget_connections()
     t0 = time.perf_counter()
     users = User.objects.bulk_create(
         [
@@ -81,13 +82,13 @@ def run(chain: str, contributors: int, per_receipt: int) -> None:
     setup = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    epoch = accounting.epoch_close(actor=None, number=accounting.epoch_open_get().number)
+    epoch = epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
     closed = time.perf_counter() - t1
-    web3 = onchain.w3()
-    onchain.deployment(web3)
+    web3 = chain_config.w3()
+    chain_config.deployment(web3)
     t2 = time.perf_counter()
-    settlement = services.epoch_settle_start(actor=None, number=epoch.number)
-    settlement = services.settlement_run(settlement.pk, web3=web3, timeout=900, poll=0.05)
+    settlement = anchoring.epoch_settle_start(actor=None, number=epoch.number)
+    settlement = anchoring.settlement_run(settlement.pk, web3=web3, timeout=900, poll=0.05)
     settled = time.perf_counter() - t2
     assert settlement.state == "confirmed", (settlement.alarm, settlement.last_error)
     print(

@@ -5,6 +5,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
+from accounts.credits import credits_grant
 from accounts.tests.factories import UserFactory
 from models_factory import services
 from models_factory.models import ModelVersion
@@ -77,7 +78,7 @@ def test_consumer_with_credit_gets_a_prediction_via_api_key():
     version = ModelVersion.objects.get(run=run)
     services.version_deploy(actor=datanet.owner, version=version, deployed=True)
     user = UserFactory()
-    services.credits_grant(actor=None, user=user, amount=1)
+    credits_grant(actor=None, user=user, amount=1)
     api = token_client(user)
     resp = api.post(f"/api/models/{version.pk}/infer/", {"text": "made me feel great"}, format="json")
     assert resp.status_code == 200, resp.json()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import AuditEvent
+from accounts.credits import credits_grant
+from accounts.models import AuditEvent, CreditAccount
 from accounts.tests.factories import UserFactory
 from core.errors import Conflict, Forbidden, UserError
 from core.models import Job
 from models_factory import services
-from models_factory.models import CreditAccount, Inference, ModelVersion
+from models_factory.models import Inference, ModelVersion
 from models_factory.tests.factories import qa_records, sentiment_records, snapshot_with
 
 pytestmark = pytest.mark.django_db
@@ -86,7 +87,7 @@ def test_classifier_trains_registers_with_lineage_and_serves_for_credits(classif
     services.version_deploy(actor=model.builder, version=version, deployed=True, price_credits=3)
     with pytest.raises(UserError, match="costs 3 credits and your balance is 0"):
         services.infer(consumer=consumer, version_id=version.pk, payload={"text": "great"})
-    services.credits_grant(actor=None, user=consumer, amount=5)
+    credits_grant(actor=None, user=consumer, amount=5)
     inference = services.infer(consumer=consumer, version_id=version.pk, payload={"text": "works great, very happy"})
     assert inference.output["label"] in {"negative", "positive"}
     assert sum(inference.output["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -131,7 +132,7 @@ def test_generative_lora_on_a_tiny_base_trains_and_generates():
     assert version.method == "lora" and "perplexity" in version.metrics
     services.version_deploy(actor=model.builder, version=version, deployed=True)
     consumer = UserFactory()
-    services.credits_grant(actor=None, user=consumer, amount=2)
+    credits_grant(actor=None, user=consumer, amount=2)
     inference = services.infer(
         consumer=consumer,
         version_id=version.pk,
@@ -160,7 +161,7 @@ def test_artifacts_go_through_remote_storage_when_it_is_not_local(classifier_set
     assert version.artifact_location.startswith("storage://models/")
     services.version_deploy(actor=model.builder, version=version, deployed=True)
     consumer = UserFactory()
-    services.credits_grant(actor=None, user=consumer, amount=1)
+    credits_grant(actor=None, user=consumer, amount=1)
     out = services.infer(consumer=consumer, version_id=version.pk, payload={"text": "very happy with it"})
     assert out.output["label"] in {"negative", "positive"}
     assert any((tmp_path / "model-cache").iterdir())

@@ -92,18 +92,18 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def settle_chain(node: Node, settings: Any) -> Iterator[Web3]:
-    from settlement import onchain
+    from settlement.chain import config as chain_config
 
     settings.CHAIN_RPC_URL = node.url or ""
     settings.CHAIN_JOURNAL_PATH = str(node.journal) if node.journal else ""
     settings.SETTLEMENT_CONFIRMATIONS = 1
     settings.SETTLEMENT_STUCK_SECONDS = 60
-    onchain.forget_connections()
-    web3 = onchain.w3()
+    chain_config.forget_connections()
+    web3 = chain_config.w3()
     yield web3
     if node.kind == "anvil":  # a failed test must not leave the shared node without automine
         web3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
-    onchain.forget_connections()
+    chain_config.forget_connections()
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from django.test import Client
 from web3 import Web3
 
 from accounts.tests.factories import UserFactory
-from settlement import accounting, services
+from settlement import anchoring, rewards
 from settlement.models import Settlement
 from settlement.tests.factories import linked_user, model_version, ppm_shares, receipt
 
@@ -27,7 +27,7 @@ def test_admin_closes_settles_and_contributor_claims(embedded: Web3) -> None:
     admin = UserFactory(is_staff=True)
     alice = linked_user()
     receipt(model_version(), ppm_shares({alice: 1}), fee=50)
-    number = accounting.epoch_open_get().number
+    number = rewards.epoch_open_get().number
     staff, contributor, anonymous = Client(), Client(), Client()
     staff.force_login(admin)
     contributor.force_login(alice)
@@ -39,7 +39,7 @@ def test_admin_closes_settles_and_contributor_claims(embedded: Web3) -> None:
     answer = staff.post(f"/api/rewards/epochs/{number}/settle/")
     assert answer.status_code == 202
     settlement = Settlement.objects.get(epoch__number=number)
-    services.settlement_run(settlement.pk, web3=embedded, timeout=60, poll=0.05)  # what the worker does
+    anchoring.settlement_run(settlement.pk, web3=embedded, timeout=60, poll=0.05)  # what the worker does
 
     detail = staff.get(f"/api/rewards/epochs/{number}/").json()
     assert detail["settlement"]["state"] == "confirmed" and detail["settlement"]["tx_hash"]

@@ -7,17 +7,16 @@ import os
 import pytest
 from django.test import Client
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, CreditAccount
 from accounts.tests.factories import UserFactory
 from core.errors import Conflict, Forbidden, NotFound, UserError
 from datanets import services as datanet_services
 from datanets.models import Contribution, Record
 from datanets.selectors import extra_approvals_for
 from datanets.tests.factories import DatanetFactory, add_curators
-from models_factory.models import CreditAccount
-from settlement import accounting
+from settlement import epochs, penalties, rewards
+from settlement.chain.config import token_units_per_credit
 from settlement.models import EpochPool, LedgerEntry, Penalty, RewardPolicy
-from settlement.onchain import token_units_per_credit
 from settlement.tests.factories import model_version, records_with_values
 
 pytestmark = pytest.mark.django_db
@@ -38,8 +37,8 @@ def balance(user) -> int:
 
 def test_owner_funds_open_epoch_pool_with_audit_row() -> None:
     datanet, owner = owner_with_credits(100)
-    epoch = accounting.epoch_open_get()
-    pool = accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=40, epoch_number=epoch.number)
+    epoch = rewards.epoch_open_get()
+    pool = rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=40, epoch_number=epoch.number)
     assert pool.epoch == epoch and pool.funded_by == owner
     assert int(pool.amount) == 40 * token_units_per_credit()
     assert balance(owner) == 60
@@ -52,7 +51,7 @@ def test_owner_funds_open_epoch_pool_with_audit_row() -> None:
 def test_non_positive_amount_is_refused(amount: int) -> None:
     datanet, owner = owner_with_credits(100)
     with pytest.raises(UserError, match="positive whole number"):
-        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=amount)
+        rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=amount)
     assert balance(owner) == 100 and not EpochPool.objects.exists()
 
 
@@ -61,29 +60,29 @@ def test_not_the_owner_even_staff_is_forbidden() -> None:
     for other in (UserFactory(), UserFactory(is_staff=True)):
         CreditAccount.objects.create(user=other, balance=100)
         with pytest.raises(Forbidden, match="Only the owner"):
-            accounting.pool_fund(actor=other, datanet=datanet, amount_credits=10)
+            rewards.pool_fund(actor=other, datanet=datanet, amount_credits=10)
     assert not EpochPool.objects.exists()
 
 
 def test_not_enough_credits_changes_nothing() -> None:
     datanet, owner = owner_with_credits(5)
     with pytest.raises(UserError, match="your balance is 5"):
-        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=6)
+        rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=6)
     no_account = DatanetFactory()
     with pytest.raises(UserError, match="your balance is 0"):
-        accounting.pool_fund(actor=no_account.owner, datanet=no_account, amount_credits=1)
+        rewards.pool_fund(actor=no_account.owner, datanet=no_account, amount_credits=1)
     assert balance(owner) == 5 and not EpochPool.objects.exists()
     assert not AuditEvent.objects.filter(action="rewards.pool_fund").exists()
 
 
 def test_closed_or_unknown_epoch_is_refused() -> None:
     datanet, owner = owner_with_credits(100)
-    first = accounting.epoch_open_get()
-    accounting.epoch_close(actor=None, number=first.number)
+    first = rewards.epoch_open_get()
+    epochs.epoch_close(actor=None, number=first.number)
     with pytest.raises(Conflict, match=f"Epoch {first.number} is not open"):
-        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=first.number)
+        rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=first.number)
     with pytest.raises(NotFound, match="There is no epoch 99"):
-        accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=99)
+        rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=99)
     assert balance(owner) == 100 and not EpochPool.objects.exists()
 
 
@@ -92,9 +91,9 @@ def test_funded_pool_is_split_by_valuation_when_the_epoch_closes() -> None:
     version = model_version(datanet)
     alice, bob = UserFactory(), UserFactory()
     records_with_values(version, {alice: [0.3], bob: [0.1]})
-    epoch = accounting.epoch_open_get()
-    accounting.pool_fund(actor=owner, datanet=datanet, amount_credits=8, epoch_number=epoch.number)
-    closed = accounting.epoch_close(actor=None, number=epoch.number)
+    epoch = rewards.epoch_open_get()
+    rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=8, epoch_number=epoch.number)
+    closed = epochs.epoch_close(actor=None, number=epoch.number)
     paid = {e.account_id: int(e.amount) for e in LedgerEntry.objects.filter(epoch=closed, kind=LedgerEntry.Kind.POOL)}
     units = 8 * token_units_per_credit()
     assert (
@@ -111,7 +110,7 @@ def test_funded_pool_is_split_by_valuation_when_the_epoch_closes() -> None:
 
 def test_owner_funds_from_the_datanet_rewards_page() -> None:
     datanet, owner = owner_with_credits(50)
-    number = accounting.epoch_open_get().number
+    number = rewards.epoch_open_get().number
     client = Client()
     client.force_login(owner)
     earnings = client.get("/rewards/").content.decode()
@@ -152,7 +151,7 @@ def test_page_is_for_the_owner_and_admins_only() -> None:
 
 def test_api_funds_and_lists_pools_with_clear_errors() -> None:
     datanet, owner = owner_with_credits(30)
-    number = accounting.epoch_open_get().number
+    number = rewards.epoch_open_get().number
     url = f"/api/rewards/epochs/{number}/pools/"
     client = Client()
     client.force_login(owner)
@@ -179,7 +178,7 @@ def test_api_funds_and_lists_pools_with_clear_errors() -> None:
     assert forbidden.status_code == 403 and "Only the owner" in forbidden.json()["detail"]
     assert post({"datanet": datanet.slug, "amount_credits": 1}, who=Client()).status_code in (401, 403)
 
-    accounting.epoch_close(actor=None, number=number)
+    epochs.epoch_close(actor=None, number=number)
     closed = post({"datanet": datanet.slug, "amount_credits": 1})
     assert closed.status_code == 409 and f"Epoch {number} is not open" in closed.json()["detail"]
     assert post({"datanet": datanet.slug, "amount_credits": 1}, to="/api/rewards/epochs/99/pools/").status_code == 404
@@ -216,8 +215,8 @@ def test_penalized_contributor_needs_one_more_approval() -> None:
     version = model_version(datanet)
     bob, carol = UserFactory(), UserFactory()
     records_with_values(version, {bob: [-0.2] * 4, carol: [-0.2] * 3})  # bob: 4 points (> 3), carol: 3 (not over)
-    accounting.epoch_close(actor=None, number=accounting.epoch_open_get().number)
-    assert accounting.penalty_points(account=bob, datanet=datanet) == 4
+    epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
+    assert penalties.penalty_points(account=bob, datanet=datanet) == 4
     assert extra_approvals_for(bob.pk, datanet) == 1
     assert extra_approvals_for(carol.pk, datanet) == 0
     assert extra_approvals_for(bob.pk, DatanetFactory()) == 0  # penalties are per Datanet
@@ -240,7 +239,7 @@ def test_penalized_contributor_needs_one_more_approval() -> None:
     )
 
     # raising the threshold lifts the extra approval
-    accounting.policy_set(
+    rewards.policy_set(
         actor=datanet.owner,
         datanet=datanet,
         platform_bps=1000,

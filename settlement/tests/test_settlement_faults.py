@@ -17,8 +17,9 @@ import pytest
 from web3 import Web3
 
 from conftest import ROOT, database_url_for_worker
-from settlement import accounting, onchain, services
+from settlement import anchor_steps, anchoring, epochs, rewards
 from settlement.chain import client
+from settlement.chain import config as chain_config
 from settlement.chain.anvil import anvil_node
 from settlement.models import Epoch, Settlement, SettlementTx
 from settlement.tests.conftest import Node, require_anvil
@@ -31,11 +32,11 @@ State = Settlement.State
 def closed_epoch() -> Epoch:
     alice, bob = linked_user(), linked_user()
     receipt(model_version(), ppm_shares({alice: 1, bob: 2}), fee=7)
-    return accounting.epoch_close(actor=None, number=accounting.epoch_open_get().number)
+    return epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
 
 
 def run(settlement: Settlement, web3: Web3, **kwargs: Any) -> Settlement:
-    return services.settlement_run(settlement.pk, web3=web3, timeout=60, poll=0.05, **kwargs)
+    return anchoring.settlement_run(settlement.pk, web3=web3, timeout=60, poll=0.05, **kwargs)
 
 
 def anchors(web3: Web3, settlement: Settlement) -> list[Any]:
@@ -59,8 +60,8 @@ def assert_one_anchor_agreeing(web3: Web3, settlement: Settlement) -> None:
 
 def restart(node: Node) -> Web3:
     """A new process's view: the embedded chain replays its journal, an RPC node gets a new connection."""
-    onchain.forget_connections()
-    return onchain.w3()
+    chain_config.forget_connections()
+    return chain_config.w3()
 
 
 def rpc(web3: Web3, method: str, *params: Any) -> Any:
@@ -68,11 +69,11 @@ def rpc(web3: Web3, method: str, *params: Any) -> Any:
 
 
 def test_killed_after_signing_before_broadcast(settle_chain: Web3, node: Node) -> None:
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     settlement = run(settlement, settle_chain, stop_after=State.SIGNED)
     signed = SettlementTx.objects.get(settlement=settlement)
     assert client.onchain_root(settle_chain, settlement.distributor, settlement.epoch.number) is None
-    assert not services.node_knows(settle_chain, signed.tx_hash)
+    assert not anchor_steps.node_knows(settle_chain, signed.tx_hash)
 
     root = settlement.root
     web3 = restart(node)
@@ -85,12 +86,12 @@ def test_killed_after_signing_before_broadcast(settle_chain: Web3, node: Node) -
 
 
 def test_killed_after_broadcast_before_receipt(settle_chain: Web3, node: Node) -> None:
-    onchain.deployment(settle_chain)
+    chain_config.deployment(settle_chain)
     if node.kind == "anvil":
         rpc(settle_chain, "evm_setAutomine", False)
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     settlement = run(settlement, settle_chain, stop_after=State.BROADCAST)
-    assert services.node_knows(settle_chain, settlement.tx_hash)
+    assert anchor_steps.node_knows(settle_chain, settlement.tx_hash)
 
     web3 = restart(node)
     if node.kind == "anvil":
@@ -105,8 +106,8 @@ def test_killed_after_broadcast_before_receipt(settle_chain: Web3, node: Node) -
 def test_stuck_at_low_fee_is_resigned_with_same_nonce(
     settle_chain: Web3, node: Node, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    onchain.deployment(settle_chain)
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    chain_config.deployment(settle_chain)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     if node.kind == "anvil":
         rpc(settle_chain, "evm_setAutomine", False)
         settlement = run(settlement, settle_chain, stop_after=State.BROADCAST)
@@ -127,7 +128,7 @@ def test_stuck_at_low_fee_is_resigned_with_same_nonce(
             return real_broadcast(web3, raw)
 
         monkeypatch.setattr(client, "broadcast", swallow_first)
-        monkeypatch.setattr(services, "node_knows", lambda web3, tx_hash: True)
+        monkeypatch.setattr(anchor_steps, "node_knows", lambda web3, tx_hash: True)
         settlement = run(settlement, settle_chain, stop_after=State.BROADCAST)
     first = SettlementTx.objects.get(settlement=settlement)
 
@@ -144,13 +145,13 @@ def test_stuck_at_low_fee_is_resigned_with_same_nonce(
 def test_dropped_transaction_is_broadcast_again(
     settle_chain: Web3, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    onchain.deployment(settle_chain)
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    chain_config.deployment(settle_chain)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     if node.kind == "anvil":
         rpc(settle_chain, "evm_setAutomine", False)
         settlement = run(settlement, settle_chain, stop_after=State.BROADCAST)
         rpc(settle_chain, "anvil_dropTransaction", settlement.tx_hash)
-        assert not services.node_knows(settle_chain, settlement.tx_hash)
+        assert not anchor_steps.node_knows(settle_chain, settlement.tx_hash)
         rpc(settle_chain, "evm_setAutomine", True)
     else:
         real_broadcast = client.broadcast
@@ -177,7 +178,7 @@ def test_dropped_transaction_is_broadcast_again(
 def test_embedded_chain_restart_replays_journal(settle_chain: Web3, node: Node) -> None:
     if node.kind != "embedded":
         pytest.skip("the anvil restart is test_anvil_restart_with_state")
-    first = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    first = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     first = run(first, settle_chain, stop_after=State.BROADCAST)
 
     web3 = restart(node)  # a fresh EVM replays the journal: the anchor is there without being sent again
@@ -185,7 +186,7 @@ def test_embedded_chain_restart_replays_journal(settle_chain: Web3, node: Node) 
     first = run(first, web3)
     assert_one_anchor_agreeing(web3, first)
 
-    second = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    second = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     second = run(second, web3, stop_after=State.SIGNED)
     web3 = restart(node)
     second = run(second, web3)
@@ -198,28 +199,28 @@ def test_anvil_restart_with_state(tmp_path: Path, settings: Any) -> None:
     settings.SETTLEMENT_STUCK_SECONDS = 60
     with anvil_node(state_path=state) as running:
         settings.CHAIN_RPC_URL = running.url
-        onchain.forget_connections()
-        web3 = onchain.w3()
-        onchain.deployment(web3)
+        chain_config.forget_connections()
+        web3 = chain_config.w3()
+        chain_config.deployment(web3)
         rpc(web3, "evm_setAutomine", False)
-        settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+        settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
         settlement = run(settlement, web3, stop_after=State.BROADCAST)
     # the pending transaction did not survive the restart; the contracts did
     with anvil_node(state_path=state) as running:
         settings.CHAIN_RPC_URL = running.url
-        onchain.forget_connections()
-        web3 = onchain.w3()
-        assert not services.node_knows(web3, settlement.tx_hash)
+        chain_config.forget_connections()
+        web3 = chain_config.w3()
+        assert not anchor_steps.node_knows(web3, settlement.tx_hash)
         settlement = run(settlement, web3)
         assert settlement.tx_hash == SettlementTx.objects.get(settlement=settlement).tx_hash
         assert_one_anchor_agreeing(web3, settlement)
-    onchain.forget_connections()
+    chain_config.forget_connections()
 
 
 def test_chain_not_answering_waits_with_backoff_then_anchors_once(
     settle_chain: Web3, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     settlement = run(settlement, settle_chain, stop_after=State.SIGNED)
     real_broadcast = client.broadcast
     failures: list[int] = []
@@ -232,7 +233,7 @@ def test_chain_not_answering_waits_with_backoff_then_anchors_once(
 
     monkeypatch.setattr(client, "broadcast", down_twice)
     seen: list[str] = []
-    settlement = services.settlement_run(
+    settlement = anchoring.settlement_run(
         settlement.pk, web3=settle_chain, timeout=60, poll=0.05, on_change=lambda s: seen.append(s.last_error)
     )
     assert any("did not answer" in error for error in seen)
@@ -241,12 +242,12 @@ def test_chain_not_answering_waits_with_backoff_then_anchors_once(
 
 
 def test_other_root_on_chain_stops_with_alarm(settle_chain: Web3) -> None:
-    settlement = services.epoch_settle_start(actor=None, number=closed_epoch().number)
+    settlement = anchoring.epoch_settle_start(actor=None, number=closed_epoch().number)
     settlement = run(settlement, settle_chain, stop_after=State.BUILT)
     client.anchor(
         settle_chain,
         settlement.distributor,
-        onchain.anchor_key(settle_chain),
+        chain_config.anchor_key(settle_chain),
         epoch=settlement.epoch.number,
         root="0x" + "ab" * 32,
         data_hash="0x" + "00" * 32,
@@ -275,7 +276,7 @@ def _settle_command(node: Node, number: int) -> Callable[[], subprocess.Popen[by
 
 
 def test_two_settle_commands_racing_anchor_once(settle_chain: Web3, node: Node) -> None:
-    onchain.deployment(settle_chain)  # both commands find the same contracts
+    chain_config.deployment(settle_chain)  # both commands find the same contracts
     epoch = closed_epoch()
     start = _settle_command(node, epoch.number)
     first, second = start(), start()

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from accounts.credits import credits_grant
+from accounts.models import CreditAccount
 from accounts.tests.factories import UserFactory
 from attribution.models import AttributionIndex, Receipt
 from conftest import wait_for
@@ -21,8 +23,7 @@ from datanets import services as datanet_services
 from datanets.models import Contribution, Datanet, Record, Snapshot
 from datanets.tests.browser.conftest import log_in, screenshot
 from datanets.tests.factories import DatanetFactory
-from models_factory import services
-from models_factory.models import CreditAccount, Inference, ModelVersion, TrainingRun
+from models_factory.models import Inference, ModelVersion, TrainingRun
 from models_factory.tests.browser.pages import (
     TRAIN_TIMEOUT_MS,
     WATCH_RUN,
@@ -77,7 +78,7 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page
     datanet, snapshot = two_contributor_snapshot(sentiment_records(24))
     UserFactory(username="builder-bo")
     ann, poor = UserFactory(username="consumer-ann"), UserFactory(username="consumer-zed")
-    services.credits_grant(actor=None, user=ann, amount=10)
+    credits_grant(actor=None, user=ann, amount=10)
 
     # --- create the model and start a run from the model page -------------------------------------------------
     builder = new_page()

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from accounts.credits import credits_grant
 from accounts.tests.factories import UserFactory
 from conftest import wait_for
 from core.models import Job
 from datanets.tests.browser.conftest import log_in, screenshot
-from models_factory import services
 from models_factory.models import Inference, ModelVersion, TrainingRun
 from models_factory.tests.browser.pages import (
     TRAIN_TIMEOUT_MS,
@@ -57,7 +57,7 @@ def test_generative_model_on_qa_trains_on_tiny_base_deploys_and_generates(new_pa
     deploy(builder, 2)
 
     # The builder is a consumer of their own model too: with credit, the playground generates text.
-    services.credits_grant(actor=None, user=gus, amount=5)
+    credits_grant(actor=None, user=gus, amount=5)
     builder.reload()
     expect(builder.locator("#balance")).to_have_text("5")
     expect(builder.locator("#playground").locator("xpath=..")).to_contain_text('{"prompt": "…"}')

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import UserError
-from settlement import accounting, services
+from settlement import anchoring, epochs, rewards
 from settlement.models import Settlement
 
 
@@ -23,12 +23,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         number = options["epoch"]
         try:
-            if options["close"] and accounting.epoch_get(number).status == "open":
-                accounting.epoch_close(actor=None, number=number)
-            settlement = services.epoch_settle_start(actor=None, number=number)
+            if options["close"] and rewards.epoch_get(number).status == "open":
+                epochs.epoch_close(actor=None, number=number)
+            settlement = anchoring.epoch_settle_start(actor=None, number=number)
         except UserError as exc:
             raise CommandError(exc.message) from None
-        settlement = services.settlement_run(
+        settlement = anchoring.settlement_run(
             settlement.pk, timeout=options["timeout"], stop_after=options["stop_after"]
         )
         self.stdout.write(

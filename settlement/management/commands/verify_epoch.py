@@ -7,6 +7,8 @@ import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from settlement.chain import client
+from settlement.chain import config as chain_config
+from settlement.verification import verify_dump
 
 
 class Command(BaseCommand):
@@ -23,8 +25,6 @@ class Command(BaseCommand):
         parser.add_argument("--distributor", default="", help="distributor address (default: the dump's)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from settlement.services import verify_dump
-
         source = options["dump"]
         if source.startswith(("http://", "https://")):
             response = requests.get(source, timeout=60)
@@ -39,9 +39,7 @@ class Command(BaseCommand):
         if options["rpc"]:
             web3 = client.connect(options["rpc"])
         else:
-            from settlement import onchain
-
-            web3 = onchain.w3()
+            web3 = chain_config.w3()
         try:
             problems = verify_dump(body, web3=web3, epoch=options["epoch"], distributor=options["distributor"] or None)
         except client.ChainUnavailable as exc:

@@ -18,11 +18,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from playwright.sync_api import expect
 
+from accounts.models import CreditAccount
 from accounts.tests.factories import UserFactory
 from datanets.tests.browser.conftest import log_in, log_out, screenshot
 from datanets.tests.factories import DatanetFactory
-from models_factory.models import CreditAccount
-from settlement import accounting, onchain
+from settlement import rewards
+from settlement.chain import config as chain_config
 from settlement.models import Settlement
 from settlement.tests.factories import linked_user, model_version, ppm_shares, receipt, records_with_values
 
@@ -45,14 +46,14 @@ def chain_worker(
     settings.CHAIN_JOURNAL_PATH = str(journal)
     settings.SETTLEMENT_CONFIRMATIONS = 1
     settings.JOB_STALE_SECONDS = 3
-    onchain.forget_connections()
+    chain_config.forget_connections()
     worker_process.stop()
     worker_process.start(
         extra_env={"CHAIN_JOURNAL_PATH": str(journal), "CHAIN_RPC_URL": "", "SETTLEMENT_CONFIRMATIONS": "1"}
     )
     yield journal
     worker_process.stop()
-    onchain.forget_connections()
+    chain_config.forget_connections()
 
 
 def tokens(page_text: str) -> float:
@@ -71,7 +72,7 @@ def test_fees_accrue_admin_settles_contributor_claims_and_verify_agrees(
     records_with_values(version, {alice: [0.5, 0.25]})  # alice's records carry the epoch valuation
     for _ in range(5):  # five paid inferences, fully attributed to alice: 6 credits each are hers (60%)
         receipt(version, ppm_shares({alice: 1}), fee=10)
-    number = accounting.epoch_open_get().number
+    number = rewards.epoch_open_get().number
 
     # The contributor sees her fees accruing in the open epoch once the admin counts the receipts.
     admin_page = new_page()

@@ -1,21 +1,23 @@
-"""Which chain the platform settles on, with which keys and contracts.
+"""Which chain the platform settles on, with which keys and contracts: the Django wiring around the chain client.
 
-Settings (each also read from the environment of the same name when the settings module does not set it):
-``CHAIN_RPC_URL`` (empty: the embedded chain, journaled in ``CHAIN_JOURNAL_PATH``, default VAR_DIR/chain/journal.jsonl),
-``CHAIN_ANCHOR_KEY`` and ``CHAIN_RELAYER_KEY`` (required off dev chains; dev chains use the public dev keys),
-``CHAIN_DISTRIBUTOR_ADDRESS``/``CHAIN_TOKEN_ADDRESS`` (production: existing contracts), ``SETTLEMENT_CONFIRMATIONS``,
-``SETTLEMENT_STUCK_SECONDS``, ``TOKEN_UNITS_PER_CREDIT``.
+The settings are read from the environment once, at start-up, by config/settings.py through the typed readers in
+config/env.py: ``CHAIN_RPC_URL`` (empty: the embedded chain, journaled in ``CHAIN_JOURNAL_PATH``, default
+VAR_DIR/chain/journal.jsonl), ``CHAIN_ANCHOR_KEY`` and ``CHAIN_RELAYER_KEY`` (required off dev chains; dev chains use
+the public dev keys), ``CHAIN_DISTRIBUTOR_ADDRESS``/``CHAIN_TOKEN_ADDRESS`` (production: existing contracts),
+``SETTLEMENT_CONFIRMATIONS``, ``SETTLEMENT_STUCK_SECONDS``, ``TOKEN_UNITS_PER_CREDIT``. ``settings_check`` (called
+from ``SettlementConfig.ready()``) refuses a malformed key or address before the first settlement needs it.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from eth_account import Account
+from eth_utils import is_address
 from web3 import Web3
 
 from settlement.chain import client
@@ -35,31 +37,46 @@ class ChainNotConfigured(RuntimeError):
     """A production chain without the keys or contract addresses it needs."""
 
 
-def setting(name: str, default: Any = "") -> Any:
-    value = getattr(settings, name, None)
-    if value is None or value == "":
-        value = os.environ.get(name, default)
-    return value
+KEY_SETTINGS = ("CHAIN_ANCHOR_KEY", "CHAIN_RELAYER_KEY")
+ADDRESS_SETTINGS = ("CHAIN_DISTRIBUTOR_ADDRESS", "CHAIN_TOKEN_ADDRESS")
+
+
+def settings_check() -> None:
+    """Refuse malformed chain settings at start-up, naming the variable (the numbers are checked by config/env.py)."""
+    for name in KEY_SETTINGS:
+        value = str(getattr(settings, name, "") or "")
+        if not value:
+            continue
+        try:
+            Account.from_key(value)
+        except Exception:
+            raise ImproperlyConfigured(
+                f"{name} is not a private key: use 0x followed by 64 hex digits (or leave it empty on a dev chain)."
+            ) from None
+    for name in ADDRESS_SETTINGS:
+        value = str(getattr(settings, name, "") or "")
+        if value and not is_address(value):
+            raise ImproperlyConfigured(f"{name}={value!r} is not an address: use 0x followed by 40 hex digits.")
 
 
 def token_units_per_credit() -> int:
-    return int(setting("TOKEN_UNITS_PER_CREDIT", 10**18))
+    return int(settings.TOKEN_UNITS_PER_CREDIT)
 
 
 def confirmations_needed() -> int:
-    return max(1, int(setting("SETTLEMENT_CONFIRMATIONS", 1)))
+    return max(1, int(settings.SETTLEMENT_CONFIRMATIONS))
 
 
 def stuck_after_seconds() -> float:
-    return float(setting("SETTLEMENT_STUCK_SECONDS", 60))
+    return float(settings.SETTLEMENT_STUCK_SECONDS)
 
 
 def rpc_url() -> str:
-    return str(setting("CHAIN_RPC_URL", ""))
+    return str(settings.CHAIN_RPC_URL or "")
 
 
 def journal_path() -> Path:
-    return Path(setting("CHAIN_JOURNAL_PATH", "") or Path(settings.VAR_DIR) / "chain" / "journal.jsonl")
+    return Path(settings.CHAIN_JOURNAL_PATH or Path(settings.VAR_DIR) / "chain" / "journal.jsonl")
 
 
 def w3() -> Web3:
@@ -83,7 +100,7 @@ def is_dev_chain(web3: Web3) -> bool:
 
 
 def _key(name: str, dev_key: str, web3: Web3) -> str:
-    value = str(setting(name, ""))
+    value = str(getattr(settings, name) or "")
     if value:
         return value
     if is_dev_chain(web3):
@@ -107,12 +124,12 @@ def deployment(web3: Web3 | None = None) -> ChainDeployment:
     """The contracts on the current chain: remembered in the database, deployed once on a dev chain."""
     web3 = web3 or w3()
     chain_id = int(client.call(lambda: web3.eth.chain_id))
-    configured = str(setting("CHAIN_DISTRIBUTOR_ADDRESS", ""))
+    configured = str(settings.CHAIN_DISTRIBUTOR_ADDRESS or "")
     if configured:
         row, _ = ChainDeployment.objects.get_or_create(
             chain_id=chain_id,
             distributor=Web3.to_checksum_address(configured),
-            defaults={"token": Web3.to_checksum_address(str(setting("CHAIN_TOKEN_ADDRESS", "")) or configured)},
+            defaults={"token": Web3.to_checksum_address(str(settings.CHAIN_TOKEN_ADDRESS or "") or configured)},
         )
         return row
     for row in ChainDeployment.objects.filter(chain_id=chain_id):

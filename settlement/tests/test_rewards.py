@@ -1,4 +1,4 @@
-"""Reward accounting: fee splits, curators, pools, penalties, and the invariants (property-based)."""
+"""Rewards in the database: accrual, curators, pools, penalties, epoch close, and the invariants (property-based)."""
 
 from __future__ import annotations
 
@@ -8,58 +8,12 @@ from hypothesis import strategies as st
 
 from accounts.tests.factories import UserFactory
 from datanets.models import Vote
-from settlement import accounting
-from settlement.accounting import Bps, split_fee, split_pro_rata
+from settlement import epochs as epoch_services
+from settlement import penalties, rewards
 from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy
 from settlement.tests.factories import model_version, ppm_shares, receipt, records_with_values
 
 UNIT = 10**18
-
-
-def ppm_lists(draw: st.DrawFn) -> list[dict[str, object]]:
-    n = draw(st.integers(0, 6))
-    if n == 0:
-        return []
-    cuts = sorted(draw(st.lists(st.integers(0, 1_000_000), min_size=n - 1, max_size=n - 1)))
-    parts = [b - a for a, b in zip([0, *cuts], [*cuts, 1_000_000])]
-    return [{"contributor": f"c{i}", "share_ppm": p} for i, p in enumerate(parts)]
-
-
-@st.composite
-def policies(draw: st.DrawFn) -> Bps:
-    platform = draw(st.integers(1, 10_000))
-    builder = draw(st.integers(0, 10_000 - platform))
-    curators = draw(st.integers(0, 10_000 - platform - builder))
-    return Bps(platform, builder, curators, 10_000 - platform - builder - curators)
-
-
-@given(fee=st.integers(0, 10**30), bps=policies(), shares=st.composite(ppm_lists)())
-def test_fee_split_accounts_for_every_unit(fee: int, bps: Bps, shares: list[dict[str, object]]) -> None:
-    split = split_fee(fee, bps, shares)
-    assert split.total == fee
-    assert min([split.platform, split.builder, split.curators, *split.contributors.values()]) >= 0
-    assert split.platform >= fee * bps.platform // 10_000
-    if not shares:
-        assert split.contributors == {}
-
-
-@given(amount=st.integers(0, 10**30), weights=st.dictionaries(st.integers(0, 50), st.integers(0, 10**15)))
-def test_pro_rata_split_is_exact(amount: int, weights: dict[int, int]) -> None:
-    shares, remainder = split_pro_rata(amount, weights)
-    assert sum(shares.values()) + remainder == amount
-    assert all(v > 0 for v in shares.values()) and remainder >= 0
-    if any(w > 0 for w in weights.values()):
-        assert remainder < max(1, len([w for w in weights.values() if w > 0]))
-
-
-def test_split_of_one_receipt() -> None:
-    split = split_fee(
-        100 * UNIT, Bps(), [{"contributor": "a", "share_ppm": 750_000}, {"contributor": "b", "share_ppm": 250_000}]
-    )
-    assert (split.platform, split.builder, split.curators) == (10 * UNIT, 20 * UNIT, 10 * UNIT)
-    assert split.contributors == {"a": 45 * UNIT, "b": 15 * UNIT}
-    odd = split_fee(7, Bps(), [{"contributor": "a", "share_ppm": 333_333}, {"contributor": "b", "share_ppm": 666_667}])
-    assert odd.total == 7 and odd.builder == 1 and odd.curators == 0  # remainders went to the platform
 
 
 @pytest.mark.django_db
@@ -69,17 +23,17 @@ def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
     version = model_version(builder=builder)
     datanet = version.ml_model.datanet
     RewardPolicy.objects.create(datanet=datanet, penalty_threshold=1)
-    epoch = accounting.epoch_open_get()
+    epoch = rewards.epoch_open_get()
     records = records_with_values(version, {alice: [0.3, 0.1], bob: [0.2], carol: [0.5, -0.1, -0.2]})
     Vote.objects.create(record=records[0], curator=curator, decision="approve")
     Vote.objects.create(record=records[1], curator=lazy, decision="reject")  # did not match the outcome
     receipt(version, ppm_shares({alice: 1, bob: 1}), fee=10)
     receipt(version, [], fee=5)
     EpochPool.objects.create(epoch=epoch, datanet=datanet, amount=1_000, funded_by=datanet.owner)
-    accounting.receipts_accrue()
-    accounting.receipts_accrue()  # counting twice changes nothing
+    rewards.receipts_accrue()
+    rewards.receipts_accrue()  # counting twice changes nothing
 
-    closed = accounting.epoch_close(actor=None, number=epoch.number)
+    closed = epoch_services.epoch_close(actor=None, number=epoch.number)
 
     assert closed.status == Epoch.Status.CLOSED and closed.receipt_count == 2 and closed.receipts_root
     entries = LedgerEntry.objects.filter(epoch=closed)
@@ -93,7 +47,7 @@ def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
     withheld = entries.get(kind="withheld")
     assert withheld.account_id == carol.pk and "penalty points" in withheld.memo
     assert Penalty.objects.filter(account=carol).count() == 2
-    assert accounting.penalty_points(account=carol, datanet=datanet) == 2
+    assert penalties.penalty_points(account=carol, datanet=datanet) == 2
     carried = EpochPool.objects.get(carried_from=closed)
     assert int(carried.amount) == int(withheld.amount) and carried.epoch.status == Epoch.Status.OPEN
     no_shares = entries.filter(kind="platform", memo__contains="no contributor shares")
@@ -104,11 +58,11 @@ def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
 def test_closed_epoch_takes_no_more_receipts() -> None:
     version = model_version()
     alice = UserFactory()
-    first = accounting.epoch_open_get()
+    first = rewards.epoch_open_get()
     receipt(version, ppm_shares({alice: 1}), fee=3)
-    accounting.epoch_close(actor=None, number=first.number)
+    epoch_services.epoch_close(actor=None, number=first.number)
     late = receipt(version, ppm_shares({alice: 1}), fee=4)
-    accounting.receipts_accrue()
+    rewards.receipts_accrue()
     assert LedgerEntry.objects.filter(receipt_id=late.id).values_list("epoch__number", flat=True).distinct().get() == 2
     assert sum(int(f) for f in Epoch.objects.get(number=1).accruals.values_list("fee", flat=True)) == 3 * UNIT
 
@@ -131,14 +85,14 @@ def test_epochs_add_up_and_cumulative_never_decreases(epochs: list[list[tuple[in
     records_with_values(version, {users[0]: [0.25], users[1]: [0.5]})
     history: dict[int, int] = {}
     for calls in epochs:
-        epoch = accounting.epoch_open_get()
+        epoch = rewards.epoch_open_get()
         if pool:
             EpochPool.objects.create(epoch=epoch, datanet=version.ml_model.datanet, amount=pool)
         for fee, weights in calls:
             receipt(version, ppm_shares(dict(zip(users, weights))) if weights else [], fee=fee)
-            accounting.receipts_accrue()
-        accounting.receipts_accrue()
-        closed = accounting.epoch_close(actor=None, number=epoch.number)
+            rewards.receipts_accrue()
+        rewards.receipts_accrue()
+        closed = epoch_services.epoch_close(actor=None, number=epoch.number)
         entries = list(LedgerEntry.objects.filter(epoch=closed))
         pools_in = sum(int(p.amount) for p in EpochPool.objects.filter(epoch=closed))
         assert sum(int(e.amount) for e in entries) == int(closed.fees_in) + pools_in
