@@ -178,7 +178,7 @@ def _child_ingest(job_id: str) -> None:
     """Runs in the child process: plays the worker, times the near-duplicate steps and the inserts."""
     from core import bulk
     from datanets.ingest import neardup
-    from datanets.services import ingestion
+    from datanets.services import duplicates, ingestion
 
     timings: dict[str, float] = {"signatures": 0.0, "band_keys": 0.0, "candidates": 0.0}
 
@@ -193,8 +193,8 @@ def _child_ingest(job_id: str) -> None:
         return wrapper
 
     neardup.MinHasher.signatures = timed("signatures", neardup.MinHasher.signatures)  # type: ignore[method-assign]
-    ingestion.band_keys = timed("band_keys", ingestion.band_keys)
-    ingestion._mark_near_duplicates = timed("candidates", ingestion._mark_near_duplicates)
+    duplicates.band_keys = timed("band_keys", duplicates.band_keys)
+    ingestion.near_duplicates_mark = timed("candidates", ingestion.near_duplicates_mark)
     original_insert = bulk.bulk_insert
 
     def insert(model: Any, *args: Any, **kwargs: Any) -> Any:

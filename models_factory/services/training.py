@@ -1,6 +1,6 @@
-"""Train, register, deploy and serve models. Views, the API and the Celery task call these.
+"""Models and training runs: create a model on a visible Datanet, queue, run, cancel and register training runs.
 
-Apps to the right (attribution) act on a registered version and on each paid inference through ``hooks``."""
+Apps to the right (attribution) act on a registered version through ``hooks``."""
 
 from __future__ import annotations
 
@@ -18,16 +18,14 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.audit import audit_record
-from accounts.credits import InsufficientCredit, credit_balance, credits_debit
 from accounts.models import User
-from core.canonical import content_hash
 from core.errors import Conflict, Forbidden, NotFound, UserError
 from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from core.models import Job
 from datanets.models import Snapshot, SnapshotRecord
-from models_factory import hooks, predictors
-from models_factory.artifacts import artifact_local_path, artifact_publish
-from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
+from models_factory import hooks
+from models_factory.artifacts import artifact_publish
+from models_factory.models import MLModel, ModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +45,7 @@ def code_revision() -> str:
         return ""
 
 
-def _sentence(message: str) -> str:
+def sentence(message: str) -> str:
     """Trainer messages start lower-case (they name fields); end them as a sentence."""
     return message if message.endswith(".") else message + "."
 
@@ -124,7 +122,7 @@ def training_run_create(
     try:
         config = TrainConfig.from_dict({**(hyperparameters or {}), "method": method}).validate()
     except ConfigError as exc:
-        raise UserError(_sentence(str(exc))) from None
+        raise UserError(sentence(str(exc))) from None
     if snapshot.record_count < 4:
         raise UserError(f"Version {snapshot.version} has {snapshot.record_count} records; training needs at least 4.")
     if is_classifier and len(snapshot.card.get("labels", {})) < 2:
@@ -318,110 +316,3 @@ def training_run_cancel(*, actor: User, run: TrainingRun) -> None:
         Job.objects.filter(pk=run.job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, message="Cancelled before it started", finished_at=timezone.now()
         )
-
-
-# --- Deployment and serving -----------------------------------------------------------------------------------
-
-
-def version_deploy(
-    *, actor: User, version: ModelVersion, deployed: bool, price_credits: int | None = None
-) -> ModelVersion:
-    if version.ml_model.builder_id != actor.pk and not actor.is_superuser:
-        raise Forbidden("Only the model's builder can deploy or undeploy it.")
-    if price_credits is not None and not 0 < price_credits <= 10**12:
-        raise UserError("The price per inference must be a whole number of credits above zero.")
-    with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        before = {"deployed": version.deployed, "price_credits": version.price_credits}
-        version.deployed = deployed
-        if price_credits is not None:
-            version.price_credits = price_credits
-        version.save(update_fields=["deployed", "price_credits"])
-        audit_record(
-            actor=actor,
-            action="model.deploy" if deployed else "model.undeploy",
-            target=version,
-            before=before,
-            after={"deployed": deployed, "price_credits": version.price_credits},
-        )
-    return version
-
-
-MAX_INPUT_CHARS = 20_000
-
-
-def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
-    """Run a deployed version on one input and charge its price. Nothing is charged when anything fails."""
-    from models_factory.trainers import InputError, TrainerError
-
-    version = ModelVersion.objects.select_related("ml_model").filter(pk=version_id).first()
-    if version is None:
-        raise NotFound(f"There is no model version #{version_id}.")
-    if not version.deployed:
-        raise Conflict(f"{version} is not deployed; ask its builder to deploy it, or pick a deployed version.")
-    text = payload.get("text") if version.ml_model.kind == MLModel.Kind.CLASSIFIER else payload.get("prompt")
-    field = "text" if version.ml_model.kind == MLModel.Kind.CLASSIFIER else "prompt"
-    if not isinstance(text, str) or not text.strip():
-        raise UserError(f"Send the input as '{field}': a non-empty string.")
-    if len(text) > MAX_INPUT_CHARS:
-        raise UserError(f"The input is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}.")
-    balance = credit_balance(user=consumer)
-    if balance < version.price_credits:
-        raise UserError(
-            f"This call costs {version.price_credits} credits and your balance is {balance}. Buy credits first.",
-            extra={"code": "insufficient_credit", "balance": balance, "price": version.price_credits},
-        )
-    if version.ml_model.kind == MLModel.Kind.GENERATIVE:
-        try:
-            max_tokens = int(payload.get("max_tokens", 64))
-            temperature = float(payload.get("temperature", 0.0))
-        except (TypeError, ValueError):
-            raise UserError("max_tokens must be a whole number and temperature a number.") from None
-        if not 1 <= max_tokens <= 1024:
-            raise UserError(f"max_tokens must be between 1 and 1024, not {max_tokens}.")
-        if not 0.0 <= temperature <= 2.0:
-            raise UserError(f"temperature must be between 0 and 2, not {temperature}.")
-    started = time.perf_counter()
-    try:
-        if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
-            ((label, probs),) = predictors.classifier_predictor(version).predict([text])
-            output: dict[str, Any] = {"label": label, "probabilities": probs}
-            tokens_in, tokens_out = 0, 0
-        else:
-            generated, tokens_in, tokens_out = predictors.generative_server().generate(
-                str(artifact_local_path(version.artifact_location)),
-                text,
-                max_new_tokens=max_tokens,
-                temperature=temperature,
-                seed=int(payload.get("seed", 0)),
-            )
-            output = {"text": generated}
-    except InputError as exc:
-        raise UserError(_sentence(str(exc))) from None
-    except TrainerError as exc:
-        log.exception("serving failed")
-        raise UserError(f"The model could not be loaded: {exc}") from None
-    latency_ms = (time.perf_counter() - started) * 1000
-    clean_input = {field: text, **{k: payload[k] for k in ("max_tokens", "temperature", "seed") if k in payload}}
-    with transaction.atomic():
-        try:
-            credits_debit(user=consumer, amount=version.price_credits, reason=f"inference on {version}")
-        except InsufficientCredit:  # spent by a concurrent call meanwhile
-            raise UserError(
-                "Your credit ran out while the call ran; nothing was charged. Buy credits first.",
-                extra={"code": "insufficient_credit"},
-            ) from None
-        inference = Inference.objects.create(
-            version=version,
-            consumer=consumer,
-            input=clean_input,
-            input_hash=content_hash(clean_input),
-            output=output,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            fee=version.price_credits,
-            latency_ms=latency_ms,
-        )
-    # What apps to the right add to the answer (attribution: the receipt, or why there is none yet).
-    inference.extra_fields = hooks.inference_done(inference)
-    return inference
