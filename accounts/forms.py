@@ -13,6 +13,11 @@ class SignUpForm(UserCreationForm):
         model = User
         fields = ("username", "email")
 
+    def validate_password_for_user(self, user: User, password_field_name: str = "password2") -> None:
+        # "This password is too common" is about the password a person chose, so it goes under that field, not
+        # under its confirmation (Django's default).
+        super().validate_password_for_user(user, password_field_name="password1")
+
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="A name to tell this token apart, for example 'laptop'.")
