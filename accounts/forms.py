@@ -14,6 +14,11 @@ class SignUpForm(UserCreationForm):
         model = User
         fields = ("username", "email")
 
+    def validate_password_for_user(self, user: User, password_field_name: str = "password2") -> None:
+        # "This password is too common" is about the password a person chose, so it goes under that field, not
+        # under its confirmation (Django's default).
+        super().validate_password_for_user(user, password_field_name="password1")
+
 
 EXPIRY_CHOICES = [("30", "30 days"), ("90", "90 days"), ("365", "1 year"), ("never", "never")]
 

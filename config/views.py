@@ -30,6 +30,17 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return _error(request, 404, "Not found", "There is nothing at this address. Check the link or go back.")
 
 
+def method_not_allowed(request: HttpRequest, *, allowed: str) -> HttpResponse:
+    if "POST" in allowed and request.method == "GET":
+        detail = (
+            "This address only takes a form's button press (POST), so there is nothing to show here. "
+            "Go back to the page and use its button."
+        )
+    else:
+        detail = f"This address does not take {request.method} requests; it takes {allowed}."
+    return _error(request, 405, "Method not allowed", detail)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     return _error(
         request, 500, "Server error", "Something went wrong on our side. It has been logged; please try again."

@@ -18,5 +18,7 @@ urlpatterns = [
     path("d/<slug:slug>/publish/", views.snapshot_publish, name="publish"),
     path("d/<slug:slug>/v/<id:version>/", views.snapshot_detail, name="snapshot"),
     path("d/<slug:slug>/v/<id:version>/export/", views.snapshot_export, name="snapshot_export"),
+    path("d/<slug:slug>/v/<id:version>/manifest.jsonl", views.snapshot_manifest, name="snapshot_manifest"),
+    path("d/<slug:slug>/v/<id:version>/card.json", views.snapshot_card, name="snapshot_card"),
     path("d/<slug:slug>/v/<id:version>/download/<str:fmt>/", views.export_download, name="export-download"),
 ]

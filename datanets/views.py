@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -9,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -192,10 +195,20 @@ def upload(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+LINE_PREFIX = re.compile(r"^(?:line \d+: )+")
+
+
 def contribution_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     datanet = _datanet_for(request, slug)
     contribution = get_object_or_404(Contribution.objects.select_related("contributor", "job"), pk=pk, datanet=datanet)
     errors = Paginator(contribution.row_errors.all(), 100).get_page(request.GET.get("page"))
+    # The table has a Line column: the stored message's own "line N: " would say it twice.
+    error_rows = [(e.line_no, LINE_PREFIX.sub("", e.message)) for e in errors]
+    duplicates = (
+        contribution.records.filter(duplicate_of__isnull=False)
+        .select_related("duplicate_of__contributor")
+        .order_by("line_no")[:100]
+    )
     return render(
         request,
         "datanets/contribution.html",
@@ -204,6 +217,11 @@ def contribution_detail(request: HttpRequest, slug: str, pk: int) -> HttpRespons
             "contribution": contribution,
             "job": contribution.job,
             "errors": errors,
+            "error_rows": error_rows,
+            "duplicates": duplicates,
+            "same_file": bool(request.GET.get("same_file")),
+            "is_mine": contribution.contributor_id == request.user.pk,
+            "takes_column_map": contribution.filename.lower().split(".gz")[0].endswith((".csv", ".parquet")),
         },
     )
 
@@ -271,16 +289,28 @@ def record_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     )
 
 
+def percent_text(rate: float | None) -> str:
+    """A rate as a percentage that never rounds up to a whole one: 559 of 560 reads 99.8%, not 100%."""
+    if rate is None:
+        return "–"
+    value = math.floor(rate * 1000) / 10
+    return f"{value:.1f}".removesuffix(".0") + "%"
+
+
 def stats(request: HttpRequest, slug: str) -> HttpResponse:
     datanet = _datanet_for(request, slug)
+    curators = [{**c, "agreement_text": percent_text(c["agreement"])} for c in selectors.curator_stats(datanet)]
+    contributors = [
+        {**c, "acceptance_text": percent_text(c["acceptance_rate"])} for c in selectors.contributor_stats(datanet)
+    ]
     return render(
         request,
         "datanets/stats.html",
         {
             "datanet": datanet,
             "counts": selectors.datanet_counts(datanet),
-            "curators": selectors.curator_stats(datanet),
-            "contributors": selectors.contributor_stats(datanet),
+            "curators": curators,
+            "contributors": contributors,
         },
     )
 
@@ -344,6 +374,29 @@ def snapshot_export(request: HttpRequest, slug: str, version: int) -> HttpRespon
     except UserError as exc:
         messages.error(request, exc.message)
     return redirect(snapshot)
+
+
+def snapshot_manifest(request: HttpRequest, slug: str, version: int) -> FileResponse:
+    """The manifest the root is computed from: one line per record (position, record hash, id, split)."""
+    datanet = _datanet_for(request, slug)
+    snapshot = get_object_or_404(Snapshot, datanet=datanet, version=version)
+    if not snapshot.manifest_name:
+        raise Http404("This version has no stored manifest.")
+    return FileResponse(
+        default_storage.open(snapshot.manifest_name, "rb"),
+        as_attachment=True,
+        filename=f"{datanet.slug}-v{version}.manifest.jsonl",
+        content_type="application/x-ndjson",
+    )
+
+
+def snapshot_card(request: HttpRequest, slug: str, version: int) -> JsonResponse:
+    """The dataset card: license, counts, labels, contributors and the root, as published."""
+    datanet = _datanet_for(request, slug)
+    snapshot = get_object_or_404(Snapshot, datanet=datanet, version=version)
+    response = JsonResponse(snapshot.card, json_dumps_params={"indent": 2, "sort_keys": True})
+    response["Content-Disposition"] = f'attachment; filename="{datanet.slug}-v{version}.card.json"'
+    return response
 
 
 def export_download(request: HttpRequest, slug: str, version: int, fmt: str) -> FileResponse:

@@ -16,7 +16,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from django.db import transaction
+from django.db import models, transaction
 
 from accounts.credits import credits_grant
 from accounts.models import CreditAccount, User
@@ -24,6 +24,7 @@ from core.models import Job
 from datanets import services
 from datanets.models import Datanet, Record, Snapshot
 from demo.rewards import load_settlement_demo
+from models_factory.models import MLModel, TrainingRun
 from models_factory.services import model_create, training_run_create
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,8 @@ def load_demo(*, stdout: io.TextIOBase | None = None, train_model: bool = True) 
     existing = Datanet.objects.filter(slug=DEMO_SLUG).first()
     if existing is not None:
         load_settlement_demo(users)
+        if stdout:
+            stdout.write(demo_summary(train_model=train_model, header="The demo was already loaded; nothing changed:"))
         return existing
     with transaction.atomic():
         datanet = services.datanet_create(
@@ -229,5 +232,37 @@ def load_demo(*, stdout: io.TextIOBase | None = None, train_model: bool = True) 
         _queue_demo_training(users["owner"], datanet, snapshot)
     load_settlement_demo(users)
     if stdout:
-        stdout.write(f"Loaded the demo Datanet '{datanet.title}' with {len(records)} records.\n")
+        stdout.write(demo_summary(train_model=train_model))
     return datanet
+
+
+def demo_summary(*, train_model: bool, header: str = "Loaded the demo:") -> str:
+    """What ``load_demo`` made and where to look at it, as the lines it prints."""
+    lines = [header]
+    for datanet in Datanet.objects.filter(slug__in=[DEMO_SLUG, QA_SLUG]).order_by("-slug"):
+        counts = dict(
+            Record.objects.filter(datanet=datanet).values_list("status").annotate(n=models.Count("id")).order_by()
+        )
+        snapshot = datanet.snapshots.order_by("-version").first()
+        lines.append(
+            f"  Datanet '{datanet.title}' at {datanet.get_absolute_url()}: {sum(counts.values()):,} records, "
+            f"{counts.get(Record.Status.APPROVED, 0):,} approved, {counts.get(Record.Status.PENDING, 0):,} waiting in "
+            f"the review queue" + (f", version {snapshot.version} published" if snapshot else "")
+        )
+    model = MLModel.objects.filter(name=DEMO_MODEL).first()
+    queued = model is not None and TrainingRun.objects.filter(ml_model=model, job__status=Job.Status.QUEUED).exists()
+    if queued:
+        lines.append(
+            f"  Model '{DEMO_MODEL}' at {model.get_absolute_url()}: its first training run is queued; the worker that "
+            "`make run` starts trains it in about a minute, then builds its attribution index and flags records "
+            "for the curators"
+        )
+    elif model is not None:
+        lines.append(f"  Model '{DEMO_MODEL}' at {model.get_absolute_url()}")
+    elif not train_model:
+        lines.append("  No training run queued (--no-train): create a model on the Models page to train one")
+    lines.append(
+        "  Reward epoch 1 is open at /rewards/. Log in as owner, curator1, curator2, alice, bob, consumer or admin; "
+        f"every password is {DEMO_PASSWORD!r}"
+    )
+    return "\n".join(lines) + "\n"

@@ -163,15 +163,19 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
 @require_POST
 def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
+    deploying = request.POST.get("deployed") == "1"
+    price = request.POST.get("price_credits", "").strip()
+    if deploying and not price:  # never deploy at a price nobody chose
+        messages.error(request, "Enter a price per call (a whole number of credits, 1 or more), then deploy.")
+        return redirect(v)
     try:
-        price = request.POST.get("price_credits", "").strip()
         services.version_deploy(
             actor=request.user,
             version=v,
-            deployed=request.POST.get("deployed") == "1",
+            deployed=deploying,
             price_credits=int(price) if price else None,
         )
-        messages.success(request, "Deployed." if request.POST.get("deployed") == "1" else "Undeployed.")
+        messages.success(request, "Deployed." if deploying else "Undeployed.")
     except ValueError:
         messages.error(request, "The price must be a whole number of credits.")
     except UserError as exc:

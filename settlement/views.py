@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -15,7 +18,25 @@ from accounts.credits import credit_balance
 from core.errors import UserError
 from datanets.models import Datanet
 from settlement import anchoring, claims, epochs, proofs, rewards, selectors
-from settlement.models import Allocation, Settlement
+from settlement.models import Allocation, Epoch, ReceiptAccrual, Settlement
+
+
+def staff_member_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Epoch pages are for site admins. Django's own decorator sends everyone else to the admin site's login, which
+    reads as a dead end: the logged-out get our login page, a signed-in non-admin a page saying who may enter."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied(
+                "Reward epochs are closed and settled by site admins, so only they open these pages. "
+                "Your own rewards and claims are on the Rewards page."
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 @login_required
@@ -82,12 +103,19 @@ def epoch_detail(request: HttpRequest, number: int) -> HttpResponse:
         "settlement/epoch.html",
         {
             "epoch": epoch,
+            "so_far": _counted_so_far(epoch) if epoch.status == Epoch.Status.OPEN else None,
             "page": page,
             "settlement": settlement,
             "transactions": settlement.transactions.all() if settlement else [],
             "allocated": sum(int(a) for a in Allocation.objects.filter(epoch=epoch).values_list("amount", flat=True)),
         },
     )
+
+
+def _counted_so_far(epoch: Epoch) -> dict[str, int]:
+    """An open epoch's receipts and fees counted so far (the epoch's own figures are written when it closes)."""
+    fees = ReceiptAccrual.objects.filter(epoch=epoch).values_list("fee", flat=True)
+    return {"receipts": len(fees), "fees": sum(int(f) for f in fees)}
 
 
 @staff_member_required
@@ -105,7 +133,15 @@ def epoch_close(request: HttpRequest, number: int) -> HttpResponse:
 @require_POST
 def epoch_accrue(request: HttpRequest, number: int) -> HttpResponse:
     count = rewards.receipts_accrue()
-    messages.success(request, f"Counted {count} new receipt(s) into the open epoch.")
+    epoch = rewards.epoch_open_get()
+    so_far = _counted_so_far(epoch)
+    messages.success(
+        request,
+        f"Counted {count} new receipt(s) into the open epoch {epoch.number}: {so_far['receipts']} receipt(s) and "
+        f"{selectors.tokens(so_far['fees'])} tokens of fees in it so far.",
+    )
+    if epoch.number != number:
+        return redirect("settlement:epoch", number=epoch.number)
     return redirect("settlement:epoch", number=number)
 
 

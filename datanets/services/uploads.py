@@ -332,6 +332,8 @@ def _contribution_create(
     existing = (
         Contribution.objects.select_related("contributor").filter(datanet=datanet, file_sha256=stored.sha256).first()
     )
+    if existing is not None and existing.status == Contribution.Status.FAILED and existing.contributor_id == user.pk:
+        return _contribution_retry(existing, user=user, filename=filename, column_map=column_map)
     if existing is not None:
         return ContributionResult(existing, False)
     if stored.blob_name is None:  # contributions are never deleted on their own: only with their Datanet
@@ -360,6 +362,30 @@ def _contribution_create(
         action="contribution.create",
         target=contribution,
         after={"filename": filename, "sha256": stored.sha256, "size": contribution.size_bytes, "datanet": datanet.slug},
+    )
+    job_enqueue(job)
+    return ContributionResult(contribution, True)
+
+
+def _contribution_retry(
+    contribution: Contribution, *, user: User, filename: str, column_map: dict[str, str]
+) -> ContributionResult:
+    """Its contributor uploads a failed file again (perhaps renamed, perhaps with a column map): the same
+    contribution is read again from the start. A failed contribution read no row, so nothing is counted twice."""
+    job = job_create(kind="ingest", target_id=contribution.pk, user=user, message="Waiting for a worker")
+    retried = Contribution.objects.filter(pk=contribution.pk, status=Contribution.Status.FAILED).update(
+        filename=filename, column_map=column_map, status=Contribution.Status.QUEUED, error="", job=job, last_line=0
+    )
+    if not retried:  # a second request retried it a moment ago
+        job.delete()
+        contribution.refresh_from_db()
+        return ContributionResult(contribution, False)
+    contribution.refresh_from_db()
+    audit_record(
+        actor=user,
+        action="contribution.retry",
+        target=contribution,
+        after={"filename": filename, "column_map": column_map},
     )
     job_enqueue(job)
     return ContributionResult(contribution, True)

@@ -1,9 +1,15 @@
 // Tiny dependency-free SVG line chart (offline: no CDN).
 window.DatanetsCharts = {
+  // Drawn in the chart's own pixels (viewBox = its rendered width), so labels stay 11 px on a phone or in a column.
+  fit(svg, H) {
+    const W = Math.max(240, Math.round(svg.getBoundingClientRect().width) || 600);
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H); svg.setAttribute("height", H);
+    return W;
+  },
   line(svg, points, opts = {}) {
-    const W = 600, H = 220, L = 48, B = 24, T = 10, R = 10;
+    const H = 220, L = 48, B = 24, T = 10, R = 10, W = this.fit(svg, H);
     svg.innerHTML = "";
-    if (!points.length) { svg.innerHTML = '<text x="300" y="110" text-anchor="middle" fill="#667085">no data yet</text>'; return; }
+    if (!points.length) { svg.innerHTML = '<text x="' + W / 2 + '" y="110" text-anchor="middle" fill="#667085">no data yet</text>'; return; }
     const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
     const x0 = Math.min(...xs), x1 = Math.max(...xs) || 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
     const sx = x => L + (W - L - R) * (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0));

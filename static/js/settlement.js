@@ -2,10 +2,13 @@
 (function () {
   const ns = "http://www.w3.org/2000/svg";
   function bars(svg, rows, unit) {
-    const W = 600, H = 220, L = 56, B = 28, T = 10, R = 10;
+    const H = 220, L = 56, B = 28, T = 10, R = 10;
+    // The chart's own pixels (viewBox = rendered width): labels stay 11 px on a phone or in a narrow column.
+    const W = Math.max(240, Math.round(svg.getBoundingClientRect().width) || 600);
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H); svg.setAttribute("height", H);
     svg.innerHTML = "";
     const el = (name, attrs, text) => { const e = document.createElementNS(ns, name); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.appendChild(e); return e; };
-    if (!rows.length) { el("text", { x: 300, y: 110, "text-anchor": "middle", fill: "#667085" }, "nothing yet"); return; }
+    if (!rows.length) { el("text", { x: W / 2, y: 110, "text-anchor": "middle", fill: "#667085" }, "nothing yet"); return; }
     const max = Math.max(...rows.map(r => r[1])) || 1;
     const w = (W - L - R) / rows.length;
     el("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#ced4da" });

@@ -48,10 +48,11 @@
       const secs = (Date.now() - started) / 1000, rate = offset / Math.max(secs, 0.001);
       show("Uploaded " + offset.toLocaleString() + " of " + file.size.toLocaleString() + " bytes · about " + window.Datanets.fmtSeconds((file.size - offset) / rate) + " left", offset / file.size * 100);
     }
+    show("All " + file.size.toLocaleString() + " bytes sent; checking the file…", 100);
     try {
       const c = await api("/api/uploads/" + upload.id + "/complete/", { method: "POST" });
       show(c.message, 100);
-      window.location.href = "/d/" + zone.dataset.datanet + "/contributions/" + c.id + "/";
+      window.location.href = "/d/" + zone.dataset.datanet + "/contributions/" + c.id + "/" + (c.duplicate_file ? "?same_file=1" : "");
     } catch (e) { show(e.message, 100); }
   }
 
