@@ -8,8 +8,9 @@ import factory
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
+from core.canonical import content_hash
 from datanets import services
-from datanets.models import Contribution, Datanet, Membership
+from datanets.models import Contribution, Datanet, Membership, Record, Snapshot
 
 
 class DatanetFactory(factory.django.DjangoModelFactory):
@@ -97,3 +98,37 @@ def distinct_records(n: int, *, seed: int = 7, words: int = 24) -> list[dict[str
         }
         for i in range(n)
     ]
+
+
+def snapshot_with(
+    records: list[dict[str, Any]], *, validation_percent: int = 10, **datanet_fields: Any
+) -> tuple[Datanet, Snapshot]:
+    """A Datanet whose given records are all approved, published as version 1."""
+    datanet = DatanetFactory(**datanet_fields)
+    contributor = UserFactory()
+    contribution = Contribution.objects.create(
+        datanet=datanet,
+        contributor=contributor,
+        source="paste",
+        filename="seed.jsonl",
+        file_sha256=content_hash(records),
+        blob_name="-",
+        size_bytes=1,
+    )
+    Record.objects.bulk_create(
+        [
+            Record(
+                datanet=datanet,
+                contribution=contribution,
+                contributor=contributor,
+                line_no=i + 1,
+                data=r,
+                content_hash=content_hash(r),
+                label=r.get("label", ""),
+                status=Record.Status.APPROVED,
+            )
+            for i, r in enumerate(records)
+        ]
+    )
+    snapshot = services.snapshot_publish(actor=datanet.owner, datanet=datanet, validation_percent=validation_percent)
+    return datanet, snapshot

@@ -12,8 +12,7 @@ from django.test import Client
 
 from accounts.tests.factories import UserFactory
 from datanets.models import Contribution, Record, Vote
-from datanets.tests.factories import DatanetFactory, add_curators, ingest, jsonl
-from models_factory.tests.factories import snapshot_with
+from datanets.tests.factories import DatanetFactory, add_curators, ingest, jsonl, snapshot_with
 
 pytestmark = pytest.mark.django_db
 
