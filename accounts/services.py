@@ -10,6 +10,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 
+from accounts import hooks
 from accounts.audit import audit_record
 from accounts.models import ApiToken, User, WalletChallenge, hash_token, new_token_value
 from accounts.scopes import clean_scopes
@@ -145,6 +146,9 @@ def wallet_link(*, user: User, nonce: str, signature: str) -> User:
             raise ValidationError(
                 f"The signature was made by {recovered}, not by {challenge.address}. Sign with the address you entered."
             )
+        refusal = hooks.wallet_link_refusal(user, challenge.address)
+        if refusal:
+            raise ValidationError(refusal)
         challenge.used_at = timezone.now()
         challenge.save(update_fields=["used_at"])
         before = {"wallet_address": user.wallet_address}

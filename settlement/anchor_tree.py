@@ -8,12 +8,16 @@ JSON (``core.canonical``) to storage and stores root, data hash and counts on th
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3 import Web3
 
@@ -30,6 +34,8 @@ DUMP_FORMAT = "datanets-epoch-v1"
 # An epoch with no payable account still anchors (chain epochs are strictly sequential): one leaf nobody can claim.
 EMPTY_LEAF = ("0x0000000000000000000000000000000000000000", 0)
 State = Settlement.State
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,12 +59,13 @@ def _leaves(number: int) -> Leaves:
     this_epoch = dict(
         Allocation.objects.filter(epoch__number=number).values_list("account_id", "amount").iterator(chunk_size=5000)
     )
-    users = {
-        pk: (username, wallet)
-        for pk, username, wallet in User.objects.filter(pk__in=list(cumulative)).values_list(
-            "pk", "username", "wallet_address"
-        )
-    }
+    rows = list(
+        User.objects.filter(pk__in=list(cumulative)).values_list("pk", "username", "wallet_address", "wallet_linked_at")
+    )
+    users = {pk: (username, wallet) for pk, username, wallet, _ in rows}
+    linked_at = {pk: at for pk, _, _, at in rows}
+    hold_hours = int(settings.WALLET_CHANGE_HOLD_HOURS)
+    hold_from = timezone.now() - timedelta(hours=hold_hours)
     payouts = {p.address: p for p in PayoutAddress.objects.select_for_update()}
     by_account: dict[int, list[PayoutAddress]] = defaultdict(list)
     for payout in payouts.values():
@@ -70,18 +77,43 @@ def _leaves(number: int) -> Leaves:
         if not wallet:
             credited = sum(int(p.cumulative) for p in by_account[account_id])
             if total > credited:
-                unlinked.append({"account": username, "cumulative": str(total), "unpublished": str(total - credited)})
+                unlinked.append(
+                    {
+                        "account": username,
+                        "cumulative": str(total),
+                        "unpublished": str(total - credited),
+                        "reason": "no linked wallet",
+                    }
+                )
             continue
         address = to_checksum_address(wallet)
+        earlier = [p for p in by_account[account_id] if p.address != address]
+        if earlier and linked_at.get(account_id) and linked_at[account_id] > hold_from:
+            # A wallet just changed: a stolen session must not redirect rewards at once. What was published for the
+            # earlier address stays claimable there; the rest waits for the hold to end.
+            credited = sum(int(p.cumulative) for p in by_account[account_id])
+            reason = f"wallet changed on {linked_at[account_id]:%Y-%m-%d %H:%M} UTC; payouts to it wait {hold_hours} h"
+            unlinked.append(
+                {"account": username, "cumulative": str(total), "unpublished": str(total - credited), "reason": reason}
+            )
+            continue
         elsewhere = sum(int(p.cumulative) for p in by_account[account_id] if p.address != address)
         amount = total - elsewhere
         payout = payouts.get(address)
+        if payout is not None and payout.account_id != account_id:
+            # The address was already paid to another account (linked before the wallet check existed, or by hand):
+            # this account waits with its totals kept, the others settle; an admin sees it on the epoch page.
+            credited = sum(int(p.cumulative) for p in by_account[account_id])
+            reason = f"wallet {address} was already paid to another account; link another wallet"
+            unlinked.append(
+                {"account": username, "cumulative": str(total), "unpublished": str(total - credited), "reason": reason}
+            )
+            log.warning("settlement %s: %s held back: %s", number, username, reason)
+            continue
         if payout is None:
             payout = PayoutAddress(address=address, account_id=account_id, cumulative=0)
             payouts[address] = payout
             created.append(payout)
-        elif payout.account_id != account_id:
-            raise ChainError(f"{address} was published for another account; resolve by hand before settling.")
         else:
             changed.append(payout)
         if amount < int(payout.cumulative):

@@ -12,3 +12,8 @@ class SettlementConfig(AppConfig):
 
         settings_check()  # a malformed key or address fails at start, not at the first settlement
         jobs.register("settle", "settlement.settle_epoch")
+
+        from accounts import hooks
+        from settlement.selectors import wallet_paid_to_another
+
+        hooks.on_wallet_link(wallet_paid_to_another)

@@ -9,7 +9,16 @@ from typing import Any
 from accounts.models import User
 from datanets.models import Datanet
 from settlement.chain.config import token_units_per_credit
-from settlement.models import Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy, Settlement
+from settlement.models import (
+    Allocation,
+    Epoch,
+    EpochPool,
+    LedgerEntry,
+    PayoutAddress,
+    Penalty,
+    RewardPolicy,
+    Settlement,
+)
 
 
 def policy_for(datanet: Datanet) -> RewardPolicy:
@@ -76,3 +85,13 @@ def pools_of(datanet: Datanet) -> list[EpochPool]:
 
 def owned_datanets(user: User) -> list[Datanet]:
     return list(Datanet.objects.filter(owner=user).order_by("title")) if user.is_authenticated else []
+
+
+def wallet_paid_to_another(user: Any, address: str) -> str | None:
+    """An address published for one account is never linked to another: its leaf and claims belong to the first."""
+    if PayoutAddress.objects.filter(address=address).exclude(account_id=user.pk).exists():
+        return (
+            f"{address} already received rewards for another account, so it cannot be linked to yours. "
+            "Link an address that only you use."
+        )
+    return None

@@ -119,10 +119,24 @@ def main() -> None:
                 if find_anvil() is None:
                     print("anvil   skipped: not installed (npm ci in settlement/contracts)")
                     continue
+                from settlement.chain import client
+                from settlement.chain.embedded import DEV_KEYS
+
+                names = ("CHAIN_RPC_URL", "CHAIN_ANCHOR_KEY", "CHAIN_RELAYER_KEY")
+                names += ("CHAIN_DISTRIBUTOR_ADDRESS", "CHAIN_TOKEN_ADDRESS")
                 with anvil_node() as node:
-                    os.environ["CHAIN_RPC_URL"] = node.url
+                    # A chain named by CHAIN_RPC_URL: the operator deploys and names the contracts and keys.
+                    deployed = client.deploy_contracts(
+                        client.connect(node.url),
+                        DEV_KEYS[0],
+                        anchorer=client.address_of(DEV_KEYS[1]),
+                        fund_distributor=10**30,
+                    )
+                    values = (node.url, DEV_KEYS[1], DEV_KEYS[2], deployed.distributor, deployed.token)
+                    os.environ.update(dict(zip(names, values)))
                     _in_django(chain, args)
-                os.environ.pop("CHAIN_RPC_URL")
+                for name in names:
+                    os.environ.pop(name)
             else:
                 os.environ["CHAIN_JOURNAL_PATH"] = f"{tmp}/chain/journal.jsonl"
                 _in_django(chain, args)

@@ -24,7 +24,6 @@ from settlement.chain import client
 from settlement.chain.embedded import DEV_KEYS
 from settlement.models import ChainDeployment
 
-DEV_CHAIN_IDS = {1337, 31337}
 # Roles among the public dev keys; the demo links DEV_KEYS[3:] to its users.
 DEV_DEPLOYER_KEY, DEV_ANCHOR_KEY, DEV_RELAYER_KEY = DEV_KEYS[0], DEV_KEYS[1], DEV_KEYS[2]
 DEV_FUNDING = 10**9 * 10**18
@@ -95,17 +94,22 @@ def forget_connections() -> None:
         _connections.clear()
 
 
-def is_dev_chain(web3: Web3) -> bool:
-    return not rpc_url() or int(client.call(lambda: web3.eth.chain_id)) in DEV_CHAIN_IDS
+def dev_keys_allowed() -> bool:
+    """The public dev keys sign only on the embedded chain of a development run (DATANETS_DEV=1), never against a
+    node named by CHAIN_RPC_URL: anyone may hold those keys, so a reachable node with them could be drained."""
+    return bool(getattr(settings, "DEV", False)) and not rpc_url()
 
 
 def _key(name: str, dev_key: str, web3: Web3) -> str:
     value = str(getattr(settings, name) or "")
     if value:
         return value
-    if is_dev_chain(web3):
+    if dev_keys_allowed():
         return dev_key
-    raise ChainNotConfigured(f"{name} is not set: a production chain needs its own key in the environment.")
+    raise ChainNotConfigured(
+        f"{name} is not set: a chain named by CHAIN_RPC_URL needs its own key in the environment (the public dev "
+        "keys sign only on the embedded chain with DATANETS_DEV=1)."
+    )
 
 
 def anchor_key(web3: Web3) -> str:
@@ -135,9 +139,10 @@ def deployment(web3: Web3 | None = None) -> ChainDeployment:
     for row in ChainDeployment.objects.filter(chain_id=chain_id):
         if _has_code(web3, row.distributor):
             return row
-    if not is_dev_chain(web3):
+    if not dev_keys_allowed():
         raise ChainNotConfigured(
-            f"No distributor is known on chain {chain_id}: set CHAIN_DISTRIBUTOR_ADDRESS and CHAIN_TOKEN_ADDRESS."
+            f"No distributor is known on chain {chain_id}: set CHAIN_DISTRIBUTOR_ADDRESS and CHAIN_TOKEN_ADDRESS "
+            "(contracts are deployed automatically only on the embedded chain of a development run)."
         )
     with transaction.atomic():
         # A second process deploying at the same time waits here and then finds the first one's contracts.

@@ -90,12 +90,46 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield Node("anvil", url=running.url)
 
 
+def configure_external_chain(settings: Any, url: str) -> dict[str, str]:
+    """What an operator does for a chain named by CHAIN_RPC_URL, where the platform never signs with the public dev
+    keys on its own: deploy the contracts, then name them and the anchor and relay keys. Returns the variables, for
+    a subprocess's environment."""
+    web3 = client.connect(url)
+    deployed = client.deploy_contracts(
+        web3, DEV_KEYS[0], anchorer=client.address_of(DEV_KEYS[1]), fund_distributor=10**27
+    )
+    env = {
+        "CHAIN_RPC_URL": url,
+        "CHAIN_ANCHOR_KEY": DEV_KEYS[1],
+        "CHAIN_RELAYER_KEY": DEV_KEYS[2],
+        "CHAIN_DISTRIBUTOR_ADDRESS": deployed.distributor,
+        "CHAIN_TOKEN_ADDRESS": deployed.token,
+    }
+    for name, value in env.items():
+        setattr(settings, name, value)
+    return env
+
+
+def chain_env(settings: Any) -> dict[str, str]:
+    """The chain variables now in effect, for a subprocess that must settle on the same chain and contracts."""
+    names = (
+        "CHAIN_RPC_URL",
+        "CHAIN_ANCHOR_KEY",
+        "CHAIN_RELAYER_KEY",
+        "CHAIN_DISTRIBUTOR_ADDRESS",
+        "CHAIN_TOKEN_ADDRESS",
+    )
+    return {name: str(getattr(settings, name, "") or "") for name in names}
+
+
 @pytest.fixture
 def settle_chain(node: Node, settings: Any) -> Iterator[Web3]:
     from settlement.chain import config as chain_config
 
     settings.CHAIN_RPC_URL = node.url or ""
     settings.CHAIN_JOURNAL_PATH = str(node.journal) if node.journal else ""
+    if node.url:
+        configure_external_chain(settings, node.url)  # fresh contracts per test: each test's epochs start at 1
     settings.SETTLEMENT_CONFIRMATIONS = 1
     settings.SETTLEMENT_STUCK_SECONDS = 60
     chain_config.forget_connections()

@@ -61,3 +61,63 @@ def test_settings_check_names_the_bad_setting(settings: Any) -> None:
     settings.CHAIN_TOKEN_ADDRESS = "0x12"
     with pytest.raises(ImproperlyConfigured, match="CHAIN_TOKEN_ADDRESS='0x12' is not an address"):
         chain_config.settings_check()
+
+
+def test_the_public_dev_keys_never_sign_against_a_named_node(settings: Any) -> None:
+    settings.DEV = True
+    settings.CHAIN_RPC_URL = "http://127.0.0.1:9"  # a node named by URL: never signed for with public keys
+    settings.CHAIN_ANCHOR_KEY = settings.CHAIN_RELAYER_KEY = ""
+    assert not chain_config.dev_keys_allowed()
+    with pytest.raises(chain_config.ChainNotConfigured, match="CHAIN_ANCHOR_KEY is not set"):
+        chain_config.anchor_key(None)  # type: ignore[arg-type]
+    with pytest.raises(chain_config.ChainNotConfigured, match="CHAIN_RELAYER_KEY is not set"):
+        chain_config.relayer_key(None)  # type: ignore[arg-type]
+
+
+def test_the_public_dev_keys_need_the_development_flag_even_on_the_embedded_chain(settings: Any) -> None:
+    settings.CHAIN_RPC_URL = ""
+    settings.CHAIN_ANCHOR_KEY = ""
+    settings.DEV = False
+    assert not chain_config.dev_keys_allowed()
+    with pytest.raises(chain_config.ChainNotConfigured, match="DATANETS_DEV=1"):
+        chain_config.anchor_key(None)  # type: ignore[arg-type]
+    settings.DEV = True
+    assert chain_config.anchor_key(None) == chain_config.DEV_ANCHOR_KEY  # type: ignore[arg-type]
+
+
+def test_configured_keys_are_used_wherever_the_chain_is(settings: Any) -> None:
+    settings.CHAIN_RPC_URL = "http://127.0.0.1:9"
+    settings.CHAIN_ANCHOR_KEY = "0x" + "11" * 32
+    assert chain_config.anchor_key(None) == "0x" + "11" * 32  # type: ignore[arg-type]
+
+
+def test_deploy_contracts_sets_up_a_named_chain_and_prints_the_env_lines() -> None:
+    from settlement.chain import client
+    from settlement.chain.anvil import anvil_node
+    from settlement.chain.embedded import DEV_KEYS
+    from settlement.tests.conftest import require_anvil
+
+    require_anvil()
+    with anvil_node() as node:
+        env = {"CHAIN_RPC_URL": node.url, "CHAIN_ANCHOR_KEY": DEV_KEYS[1], "DEPLOYER_KEY": DEV_KEYS[0]}
+        result = subprocess.run(
+            [sys.executable, "manage.py", "deploy_contracts", "--fund", "1000"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith("CHAIN_"))
+        web3 = client.connect(node.url)
+        assert client.token_balance(web3, lines["CHAIN_TOKEN_ADDRESS"], lines["CHAIN_DISTRIBUTOR_ADDRESS"]) == 1000
+        missing = subprocess.run(
+            [sys.executable, "manage.py", "deploy_contracts"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "CHAIN_RPC_URL": node.url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert missing.returncode != 0 and "DEPLOYER_KEY is not set" in missing.stderr

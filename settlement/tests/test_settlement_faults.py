@@ -22,7 +22,7 @@ from settlement.chain import client
 from settlement.chain import config as chain_config
 from settlement.chain.anvil import anvil_node
 from settlement.models import Epoch, Settlement, SettlementTx
-from settlement.tests.conftest import Node, require_anvil
+from settlement.tests.conftest import Node, chain_env, configure_external_chain, require_anvil
 from settlement.tests.factories import linked_user, model_version, ppm_shares, receipt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -198,7 +198,7 @@ def test_anvil_restart_with_state(tmp_path: Path, settings: Any) -> None:
     state = tmp_path / "anvil-state.json"
     settings.SETTLEMENT_STUCK_SECONDS = 60
     with anvil_node(state_path=state) as running:
-        settings.CHAIN_RPC_URL = running.url
+        configure_external_chain(settings, running.url)
         chain_config.forget_connections()
         web3 = chain_config.w3()
         chain_config.deployment(web3)
@@ -262,9 +262,10 @@ def test_other_root_on_chain_stops_with_alarm(settle_chain: Web3) -> None:
     assert len(anchors(settle_chain, settlement)) == 1
 
 
-def _settle_command(node: Node, number: int) -> Callable[[], subprocess.Popen[bytes]]:
+def _settle_command(node: Node, number: int, settings: Any) -> Callable[[], subprocess.Popen[bytes]]:
     env = {
         **os.environ,
+        **chain_env(settings),
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
         "DATABASE_URL": database_url_for_worker(),
         "CHAIN_RPC_URL": node.url or "",
@@ -275,10 +276,10 @@ def _settle_command(node: Node, number: int) -> Callable[[], subprocess.Popen[by
     return lambda: subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def test_two_settle_commands_racing_anchor_once(settle_chain: Web3, node: Node) -> None:
+def test_two_settle_commands_racing_anchor_once(settle_chain: Web3, node: Node, settings: Any) -> None:
     chain_config.deployment(settle_chain)  # both commands find the same contracts
     epoch = closed_epoch()
-    start = _settle_command(node, epoch.number)
+    start = _settle_command(node, epoch.number, settings)
     first, second = start(), start()
     outputs = [p.communicate(timeout=120)[0].decode() for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
