@@ -66,3 +66,22 @@ def credits_debit(*, user: User, amount: int, reason: str) -> CreditAccount:
             after={"balance": account.balance, "amount": amount, "reason": reason},
         )
     return account
+
+
+def credits_refund(*, user: User, amount: int, reason: str) -> CreditAccount:
+    """Give back a reservation whose work failed (the reserve-then-run order means a refused call never runs)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise UserError("A refund must be a whole, non-negative number of credits.")
+    with transaction.atomic():
+        account, _ = CreditAccount.objects.select_for_update().get_or_create(user=user)
+        before = account.balance
+        account.balance += amount
+        account.save(update_fields=["balance", "updated_at"])
+        audit_record(
+            actor=None,
+            action="credits.refund",
+            target=account,
+            before={"balance": before},
+            after={"balance": account.balance, "amount": amount, "reason": reason},
+        )
+    return account

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from accounts.audit import audit_record
-from accounts.credits import InsufficientCredit, credit_balance, credits_debit
+from accounts.credits import InsufficientCredit, credits_debit, credits_refund
 from accounts.models import User
 from core.canonical import content_hash
 from core.errors import Conflict, Forbidden, NotFound, UserError
@@ -54,7 +54,6 @@ MAX_INPUT_CHARS = 20_000
 
 def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
     """Run a deployed version on one input and charge its price. Nothing is charged when anything fails."""
-    from models_factory.trainers import InputError, TrainerError
 
     version = ModelVersion.objects.select_related("ml_model").filter(pk=version_id).first()
     if version is None:
@@ -67,12 +66,6 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
         raise UserError(f"Send the input as '{field}': a non-empty string.")
     if len(text) > MAX_INPUT_CHARS:
         raise UserError(f"The input is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}.")
-    balance = credit_balance(user=consumer)
-    if balance < version.price_credits:
-        raise UserError(
-            f"This call costs {version.price_credits} credits and your balance is {balance}. Buy credits first.",
-            extra={"code": "insufficient_credit", "balance": balance, "price": version.price_credits},
-        )
     if version.ml_model.kind == MLModel.Kind.GENERATIVE:
         try:
             max_tokens = int(payload.get("max_tokens", 64))
@@ -83,6 +76,29 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
             raise UserError(f"max_tokens must be between 1 and 1024, not {max_tokens}.")
         if not 0.0 <= temperature <= 2.0:
             raise UserError(f"temperature must be between 0 and 2, not {temperature}.")
+    # Reserve the fee before the model runs: parallel calls with credit for five run five times, not twenty.
+    try:
+        credits_debit(user=consumer, amount=version.price_credits, reason=f"inference on {version} (reserved)")
+    except InsufficientCredit as exc:
+        raise UserError(
+            f"This call costs {version.price_credits} credits and your balance is {exc.balance}. Buy credits first.",
+            extra={"code": "insufficient_credit", "balance": exc.balance, "price": version.price_credits},
+        ) from None
+    try:
+        inference = _run_and_record(version, consumer, payload, text, field)
+    except BaseException:
+        credits_refund(user=consumer, amount=version.price_credits, reason=f"inference on {version} failed")
+        raise
+    # What apps to the right add to the answer (attribution: the receipt, or why there is none yet).
+    inference.extra_fields = hooks.inference_done(inference)
+    return inference
+
+
+def _run_and_record(version: ModelVersion, consumer: User, payload: dict[str, Any], text: str, field: str) -> Inference:
+    from models_factory.trainers import InputError, TrainerError
+
+    max_tokens = int(payload.get("max_tokens", 64))
+    temperature = float(payload.get("temperature", 0.0))
     started = time.perf_counter()
     try:
         if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
@@ -106,13 +122,6 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     latency_ms = (time.perf_counter() - started) * 1000
     clean_input = {field: text, **{k: payload[k] for k in ("max_tokens", "temperature", "seed") if k in payload}}
     with transaction.atomic():
-        try:
-            credits_debit(user=consumer, amount=version.price_credits, reason=f"inference on {version}")
-        except InsufficientCredit:  # spent by a concurrent call meanwhile
-            raise UserError(
-                "Your credit ran out while the call ran; nothing was charged. Buy credits first.",
-                extra={"code": "insufficient_credit"},
-            ) from None
         inference = Inference.objects.create(
             version=version,
             consumer=consumer,
@@ -124,6 +133,4 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
             fee=version.price_credits,
             latency_ms=latency_ms,
         )
-    # What apps to the right add to the answer (attribution: the receipt, or why there is none yet).
-    inference.extra_fields = hooks.inference_done(inference)
     return inference
