@@ -10,10 +10,12 @@ from rest_framework.views import APIView
 
 from attribution.indexes import index_build_request
 from attribution.models import AttributionIndex, Citation
-from attribution.receipts import attribution_status, receipt_get
-from core.errors import Forbidden
+from attribution.receipts import attribution_status
+from attribution.selectors import receipt_visible
+from core.errors import Forbidden, NotFound
 from core.serializers import JobSerializer
-from models_factory.models import ModelVersion
+from datanets.selectors import records_visible
+from models_factory.selectors import versions_visible
 
 
 def receipt_payload(receipt) -> dict:
@@ -30,7 +32,7 @@ class ReceiptView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, pk: str) -> Response:
-        return Response(receipt_payload(receipt_get(pk)))
+        return Response(receipt_payload(receipt_visible(request.user, pk)))
 
 
 class IndexSerializer(serializers.ModelSerializer):
@@ -46,14 +48,14 @@ class IndexView(APIView):
 
     @extend_schema(responses=IndexSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        version = get_object_or_404(ModelVersion, pk=pk)
+        version = get_object_or_404(versions_visible(request.user), pk=pk)
         status, message = attribution_status(version)
         index = AttributionIndex.objects.filter(version=version).first()
         return Response({"status": status, "message": message, "index": IndexSerializer(index).data if index else None})
 
     @extend_schema(request=None, responses=IndexSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        version = get_object_or_404(ModelVersion.objects.select_related("ml_model"), pk=pk)
+        version = get_object_or_404(versions_visible(request.user), pk=pk)
         if version.ml_model.builder_id != request.user.pk and not request.user.is_staff:
             raise Forbidden("Only the model's builder can rebuild its attribution index.")
         index = index_build_request(version=version, actor=request.user)
@@ -65,5 +67,7 @@ class RecordCreditView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, pk: int) -> Response:
+        if not records_visible(request.user).filter(pk=pk).exists():
+            raise NotFound(f"There is no record #{pk}.")
         agg = Citation.objects.filter(record_id=pk).aggregate(n=Count("id"), ppm=Sum("credit_ppm"))
         return Response({"record": pk, "citations": agg["n"], "credit_ppm_total": agg["ppm"] or 0})

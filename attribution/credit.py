@@ -16,6 +16,7 @@ from typing import Any
 
 from accounts.models import User
 from attribution.models import Citation, Receipt
+from datanets.selectors import datanet_ids_visible
 
 PPM = 1_000_000
 
@@ -46,9 +47,14 @@ class ContributorCredit:
     by_datanet: list[DatanetCredit] = field(default_factory=list)
 
 
-def contributor_credit(*, user: User) -> ContributorCredit:
+def contributor_credit(*, user: User, viewer: User | None = None) -> ContributorCredit:
+    """Every receipt that cites the user; with a ``viewer``, only those of Datanets the viewer can see (a private
+    Datanet's title and credit never reach a page an outsider reads)."""
     cited = Citation.objects.filter(contributor=user).values("receipt_id")
-    rows = Receipt.objects.filter(id__in=cited).values_list("body", "version__ml_model__datanet__title")
+    receipts = Receipt.objects.filter(id__in=cited)
+    if viewer is not None:
+        receipts = receipts.filter(version__ml_model__datanet__in=datanet_ids_visible(viewer))
+    rows = receipts.values_list("body", "version__ml_model__datanet__title")
     by_datanet: dict[str, DatanetCredit] = defaultdict(lambda: DatanetCredit(datanet=""))
     total = ContributorCredit()
     for body, title in rows.iterator(chunk_size=2000):

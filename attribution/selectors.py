@@ -1,11 +1,18 @@
-"""Reads the index, receipt and valuation code share: a version's snapshot, split by split, in manifest order."""
+"""Reads: a version's snapshot, split by split, in manifest order (what the index, receipt and valuation code
+share), and the receipts, citations and valuations a viewer may see."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q, QuerySet
+
+from accounts.models import User
+from attribution.models import Citation, Receipt, RecordValuation
+from core.errors import NotFound
 from datanets.models import SnapshotRecord
-from models_factory.models import ModelVersion
+from datanets.selectors import datanet_ids_visible
+from models_factory.models import Inference, ModelVersion
 
 
 def train_entries(version: ModelVersion) -> list[tuple[int, str, int, dict[str, Any]]]:
@@ -32,3 +39,39 @@ def record_text(data: dict[str, Any]) -> str:
         for k in ("question", "instruction", "input", "context", "text", "answer", "response")
         if data.get(k)
     )
+
+
+# --- Who sees what ---------------------------------------------------------------------------------------------
+# A receipt, an index and a citation are derived from a model's Datanet: they answer only to those who can see that
+# Datanet, and a receipt also to its consumer. The consumer's input and output are theirs alone (and staff's):
+# everyone else sees their hashes, which the receipt body carries anyway.
+
+
+def receipts_visible(user: User) -> QuerySet[Receipt]:
+    receipts = Receipt.objects.select_related("version__ml_model__datanet", "inference")
+    if getattr(user, "is_staff", False):
+        return receipts
+    visible = Q(version__ml_model__datanet__in=datanet_ids_visible(user))
+    if user.is_authenticated:
+        visible |= Q(inference__consumer=user)
+    return receipts.filter(visible)
+
+
+def receipt_visible(user: User, receipt_id: str) -> Receipt:
+    """The receipt if this user may see it; a receipt they may not see answers exactly like a missing one."""
+    receipt = receipts_visible(user).filter(pk=receipt_id).first()
+    if receipt is None:
+        raise NotFound(f"There is no receipt {receipt_id!r}. Receipt ids are 64 hex characters.")
+    return receipt
+
+
+def can_see_input(user: User, inference: Inference) -> bool:
+    return bool(getattr(user, "is_staff", False)) or (user.is_authenticated and inference.consumer_id == user.pk)
+
+
+def citations_visible(user: User) -> QuerySet[Citation]:
+    return Citation.objects.filter(record__datanet__in=datanet_ids_visible(user))
+
+
+def valuations_visible(user: User) -> QuerySet[RecordValuation]:
+    return RecordValuation.objects.filter(record__datanet__in=datanet_ids_visible(user))

@@ -15,13 +15,13 @@ from django.utils.safestring import mark_safe
 from accounts.models import User
 from attribution.credit import contributor_credit
 from attribution.indexes import SPAN_MIN_TOKENS, index_load
-from attribution.models import AttributionIndex, Citation, Flag, RecordValuation
-from attribution.receipts import receipt_get
+from attribution.models import AttributionIndex, Flag
+from attribution.selectors import can_see_input, citations_visible, receipt_visible, valuations_visible
 from attribution.valuation import flag_resolve
 from core.errors import UserError
 from core.models import Job
 from datanets import selectors
-from datanets.models import Datanet, Record
+from datanets.models import Datanet
 from models_factory.models import ModelVersion
 
 
@@ -57,14 +57,18 @@ def _matched_spans(receipt: Any) -> list[str]:
 
 
 def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    """The receipt of one inference. Its consumer (and staff) see their input and output; everyone else who may see
+    the receipt sees their hashes. Cited records' text shows only to those who can see the records."""
     try:
-        receipt = receipt_get(pk)
+        receipt = receipt_visible(request.user, pk)
     except UserError:
         raise Http404("No such receipt") from None
     body = receipt.body
-    records = {r.pk: r for r in Record.objects.filter(pk__in=[t["record"] for t in body["top_k"]])}
-    spans = _matched_spans(receipt)
-    output_text = receipt.inference.output.get("text")
+    show_input = can_see_input(request.user, receipt.inference)
+    cited = [t["record"] for t in body["top_k"]]
+    records = {r.pk: r for r in selectors.records_visible(request.user).filter(pk__in=cited)}
+    spans = _matched_spans(receipt) if show_input else []
+    output_text = receipt.inference.output.get("text") if show_input else None
     rows = []
     for t in body["top_k"]:
         rec = records.get(t["record"])
@@ -81,7 +85,8 @@ def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "shares": shares,
             "spans": spans,
             "output_html": mark_safe(_highlight(output_text, spans)) if output_text else None,
-            "inference": receipt.inference,
+            "inference": receipt.inference if show_input else None,
+            "show_input": show_input,
             "body_json": json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False),
         },
     )
@@ -89,7 +94,7 @@ def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 @login_required
 def flags(request: HttpRequest, slug: str) -> HttpResponse:
-    datanet = get_object_or_404(Datanet, slug=slug)
+    datanet = get_object_or_404(Datanet.objects.filter(pk__in=selectors.datanet_ids_visible(request.user)), slug=slug)
     if not selectors.is_curator(request.user, datanet):
         messages.error(request, "Only this Datanet's curators review flagged records.")
         return redirect(datanet)
@@ -118,13 +123,15 @@ def flags(request: HttpRequest, slug: str) -> HttpResponse:
 def contributor(request: HttpRequest, username: str) -> HttpResponse:
     user = get_object_or_404(User, username=username)
     per_record = (
-        Citation.objects.filter(contributor=user)
+        citations_visible(request.user)
+        .filter(contributor=user)
         .values("record_id", "record__datanet__title")
         .annotate(citations=Count("id"))
         .order_by("-citations")[:100]
     )
     valuations = (
-        RecordValuation.objects.filter(record__contributor=user)
+        valuations_visible(request.user)
+        .filter(record__contributor=user)
         .values("version_id", "version__ml_model__name", "version__version")
         .annotate(total=Sum("knn_shapley"), n=Count("id"))
         .order_by("version_id")
@@ -138,7 +145,7 @@ def contributor(request: HttpRequest, username: str) -> HttpResponse:
             "per_record": per_record,
             "valuations": valuations,
             "points": points,
-            "credit": contributor_credit(user=user),
+            "credit": contributor_credit(user=user, viewer=request.user),
         },
     )
 

@@ -268,6 +268,12 @@ JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(UPLOAD_CHUNK_BYTES + 1024**2, 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 
+# --- Model Factory -----------------------------------------------------------------------------------------------
+# A base model given as a path must lie under one of these folders (besides the packaged minilm, smollm2, tiny):
+# the folders the operator lists, and the model cache the trainers write.
+MODEL_CACHE_DIR = Path(env_str("DATANETS_MODEL_CACHE", str(Path.home() / ".cache" / "datanets" / "models")))
+MODEL_BASE_DIRS = [*env_list("MODEL_BASE_DIRS", []), str(MODEL_CACHE_DIR)]
+
 # --- Security in production (README.md, "Production") -----------------------------------------------------------
 # Cookies travel only over HTTPS unless this is a development run (DATANETS_DEV or DEBUG).
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not (DEV or DEBUG))

@@ -13,8 +13,10 @@ from accounts.credits import credit_balance
 from core.converters import ID_REGEX
 from core.serializers import JobSerializer
 from datanets.models import Snapshot
+from datanets.selectors import datanet_ids_visible
 from models_factory import services
 from models_factory.models import Inference, MLModel, ModelVersion, TrainingRun
+from models_factory.selectors import ml_models_visible, training_runs_visible, versions_visible
 
 
 class MLModelSerializer(serializers.ModelSerializer):
@@ -32,6 +34,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="ml_model.slug", read_only=True)
     kind = serializers.CharField(source="ml_model.kind", read_only=True)
     snapshot = serializers.SerializerMethodField()
+    base_model_id = serializers.CharField(source="base_model_name", read_only=True)
 
     class Meta:
         model = ModelVersion
@@ -51,7 +54,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "code_revision",
             "device",
             "metrics",
-            "artifact_location",
             "artifact_size_bytes",
             "deployed",
             "price_credits",
@@ -66,6 +68,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="ml_model.slug", read_only=True)
     job = JobSerializer(read_only=True)
     version = serializers.SerializerMethodField()
+    base_model = serializers.CharField(source="base_model_name", read_only=True)
 
     class Meta:
         model = TrainingRun
@@ -130,7 +133,10 @@ class MLModelViewSet(
 ):
     serializer_class = MLModelSerializer
     lookup_field = "slug"
-    queryset = MLModel.objects.select_related("datanet", "builder")
+    queryset = MLModel.objects.none()
+
+    def get_queryset(self) -> QuerySet[MLModel]:
+        return ml_models_visible(self.request.user)
 
     def perform_create(self, serializer: MLModelSerializer) -> None:
         data = serializer.validated_data
@@ -144,14 +150,17 @@ class MLModelViewSet(
     @extend_schema(responses=ModelVersionSerializer(many=True))
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, slug: str) -> Response:
-        versions = self.get_object().versions.select_related("ml_model", "snapshot__datanet")
+        versions = versions_visible(request.user).filter(ml_model=self.get_object())
         return Response(ModelVersionSerializer(versions, many=True).data)
 
 
 class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     throttle_scope = "training"
     serializer_class = TrainingRunSerializer
-    queryset = TrainingRun.objects.select_related("ml_model", "job")
+    queryset = TrainingRun.objects.none()
+
+    def get_queryset(self) -> QuerySet[TrainingRun]:
+        return training_runs_visible(self.request.user)
 
     @extend_schema(request=TrainingRunCreateSerializer, responses={202: TrainingRunSerializer})
     def create(self, request: Request) -> Response:
@@ -159,8 +168,11 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
             return Response({"detail": "Log in to train models."}, status=status.HTTP_401_UNAUTHORIZED)
         s = TrainingRunCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        ml_model = get_object_or_404(MLModel, slug=s.validated_data["model"])
-        snapshot = get_object_or_404(Snapshot, pk=s.validated_data["snapshot"])
+        ml_model = get_object_or_404(ml_models_visible(request.user), slug=s.validated_data["model"])
+        snapshot = get_object_or_404(
+            Snapshot.objects.select_related("datanet").filter(datanet__in=datanet_ids_visible(request.user)),
+            pk=s.validated_data["snapshot"],
+        )
         run = services.training_run_create(
             actor=request.user,
             ml_model=ml_model,
@@ -191,10 +203,10 @@ class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, view
     """Registered versions. ``POST /api/models/{id}/infer`` runs a deployed version with an API key."""
 
     serializer_class = ModelVersionSerializer
-    queryset = ModelVersion.objects.select_related("ml_model", "snapshot__datanet")
+    queryset = ModelVersion.objects.none()
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
-        qs = super().get_queryset()
+        qs = versions_visible(self.request.user)
         if self.request.query_params.get("deployed") in {"1", "true"}:
             qs = qs.filter(deployed=True)
         return qs

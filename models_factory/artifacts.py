@@ -7,9 +7,11 @@ version's location becomes ``storage://models/<run id>/``. Serving and attributi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from django.conf import settings
@@ -71,3 +73,32 @@ def artifact_local_path(location: str) -> Path:
     else:
         scratch.rename(cache)
     return cache
+
+
+MARKERS = {".published", ".complete"}
+
+
+def artifact_zip(location: str) -> Path | None:
+    """A zip of the artifact, built once on disk (next to the model cache) and then served as a file, so a download
+    streams from disk instead of holding the whole archive in memory. None when the artifact is not on this server."""
+    folder = artifact_local_path(location)
+    if not folder.is_dir():
+        return None
+    zips = Path(settings.VAR_DIR) / "model-zips"
+    target = zips / f"{hashlib.sha256(location.encode()).hexdigest()[:32]}.zip"
+    if target.is_file():
+        return target
+    zips.mkdir(parents=True, exist_ok=True)
+    fd, scratch = tempfile.mkstemp(dir=zips, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
+            for root, _, files in os.walk(folder):
+                for name in sorted(files):
+                    path = Path(root) / name
+                    if name not in MARKERS:
+                        zf.write(path, path.relative_to(folder))
+        os.replace(scratch, target)  # atomic: a parallel download sees the whole zip or builds its own
+    finally:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+    return target

@@ -10,6 +10,14 @@ from core.models import Job
 from datanets.models import Datanet, Snapshot
 
 
+def base_model_name(spec: str) -> str:
+    """A base model as the API shows it: a packaged name or hub id as given, a server folder by its last part only
+    (the server's paths are nobody's business)."""
+    if spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") > 1:
+        return spec.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return spec
+
+
 class MLModel(models.Model):
     """A named line of model versions trained on one Datanet."""
 
@@ -58,6 +66,10 @@ class TrainingRun(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("models_factory:run", args=[self.id])
 
+    @property
+    def base_model_name(self) -> str:
+        return base_model_name(self.base_model)
+
 
 class ModelVersion(models.Model):
     """A trained, registered model with its full lineage. Created only when a run finishes cleanly."""
@@ -91,6 +103,10 @@ class ModelVersion(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("models_factory:version", args=[self.ml_model.slug, self.version])
+
+    @property
+    def base_model_name(self) -> str:
+        return base_model_name(self.base_model_id)
 
 
 class Inference(models.Model):

@@ -1,10 +1,5 @@
 from __future__ import annotations
 
-import io
-import os
-import zipfile
-from pathlib import Path
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -13,10 +8,11 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import CreditAccount
 from core.errors import UserError
-from datanets.models import Datanet, Snapshot
+from datanets.models import Snapshot
 from models_factory import hooks, services
-from models_factory.artifacts import artifact_local_path
-from models_factory.models import MLModel, ModelVersion, TrainingRun
+from models_factory.artifacts import artifact_zip
+from models_factory.models import MLModel
+from models_factory.selectors import buildable_datanets, ml_models_visible, training_runs_visible, versions_visible
 
 HYPER_FIELDS = [
     ("epochs", int),
@@ -30,8 +26,8 @@ HYPER_FIELDS = [
 
 
 def model_list(request: HttpRequest) -> HttpResponse:
-    models = MLModel.objects.select_related("datanet", "builder").prefetch_related("versions")
-    datanets = Datanet.objects.filter(record_kind__in=["labeled_text", "instruction", "qa"], is_public=True)
+    models = ml_models_visible(request.user).prefetch_related("versions")
+    datanets = buildable_datanets(request.user, record_kinds=services.CLASSIFIER_KINDS | services.GENERATIVE_KINDS)
     return render(request, "models_factory/list.html", {"models": models, "datanets": datanets})
 
 
@@ -52,7 +48,7 @@ def model_create(request: HttpRequest) -> HttpResponse:
 
 
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    model = get_object_or_404(MLModel.objects.select_related("datanet"), slug=slug)
+    model = get_object_or_404(ml_models_visible(request.user), slug=slug)
     versions = list(model.versions.select_related("snapshot"))
     metric_keys = sorted({k for v in versions for k, val in v.metrics.items() if isinstance(val, (int, float))})
     return render(
@@ -74,7 +70,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def run_create(request: HttpRequest, slug: str) -> HttpResponse:
-    model = get_object_or_404(MLModel, slug=slug)
+    model = get_object_or_404(ml_models_visible(request.user), slug=slug)
     hyper = {}
     try:
         for name, cast in HYPER_FIELDS:
@@ -104,7 +100,7 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def run_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    run = get_object_or_404(TrainingRun.objects.select_related("ml_model", "job", "snapshot"), pk=pk)
+    run = get_object_or_404(training_runs_visible(request.user), pk=pk)
     return render(
         request, "models_factory/run.html", {"run": run, "job": run.job, "version": getattr(run, "model_version", None)}
     )
@@ -113,7 +109,7 @@ def run_detail(request: HttpRequest, pk: str) -> HttpResponse:
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, pk: str) -> HttpResponse:
-    run = get_object_or_404(TrainingRun, pk=pk)
+    run = get_object_or_404(training_runs_visible(request.user), pk=pk)
     try:
         services.training_run_cancel(actor=request.user, run=run)
         messages.success(request, "Cancelling: the run stops at its next step and registers nothing.")
@@ -123,11 +119,7 @@ def run_cancel(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 def version_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
-    v = get_object_or_404(
-        ModelVersion.objects.select_related("ml_model__datanet", "snapshot", "run"),
-        ml_model__slug=slug,
-        version=version,
-    )
+    v = get_object_or_404(versions_visible(request.user).select_related("run"), ml_model__slug=slug, version=version)
     cm = v.metrics.get("confusion_matrix")
     labels = list(v.ml_model.datanet.labels)
     if isinstance(cm, dict):
@@ -162,7 +154,7 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
 @login_required
 @require_POST
 def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpResponse:
-    v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
+    v = get_object_or_404(versions_visible(request.user), ml_model__slug=slug, version=version)
     deploying = request.POST.get("deployed") == "1"
     price = request.POST.get("price_credits", "").strip()
     if deploying and not price:  # never deploy at a price nobody chose
@@ -184,15 +176,8 @@ def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpRespons
 
 
 def version_download(request: HttpRequest, slug: str, version: int) -> FileResponse:
-    v = get_object_or_404(ModelVersion, ml_model__slug=slug, version=version)
-    folder = artifact_local_path(v.artifact_location)
-    if not folder.is_dir():
+    v = get_object_or_404(versions_visible(request.user), ml_model__slug=slug, version=version)
+    archive = artifact_zip(v.artifact_location)
+    if archive is None:
         raise Http404("The artifact is not on this server.")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for root, _, files in os.walk(folder):
-            for name in files:
-                path = Path(root) / name
-                zf.write(path, path.relative_to(folder))
-    buf.seek(0)
-    return FileResponse(buf, as_attachment=True, filename=f"{slug}-v{version}.zip")
+    return FileResponse(archive.open("rb"), as_attachment=True, filename=f"{slug}-v{version}.zip")

@@ -18,6 +18,7 @@ from core.errors import Conflict, Forbidden, NotFound, UserError
 from models_factory import hooks, predictors
 from models_factory.artifacts import artifact_local_path
 from models_factory.models import Inference, MLModel, ModelVersion
+from models_factory.selectors import versions_visible
 from models_factory.services.training import sentence
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ MAX_INPUT_CHARS = 20_000
 def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
     """Run a deployed version on one input and charge its price. Nothing is charged when anything fails."""
 
-    version = ModelVersion.objects.select_related("ml_model").filter(pk=version_id).first()
+    # A version of a Datanet the consumer cannot see answers like a missing one.
+    version = versions_visible(consumer).filter(pk=version_id).first()
     if version is None:
         raise NotFound(f"There is no model version #{version_id}.")
     if not version.deployed:

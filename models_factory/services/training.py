@@ -22,10 +22,11 @@ from accounts.models import User
 from core.errors import Conflict, Forbidden, NotFound, UserError
 from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from core.models import Job
-from datanets.models import Snapshot, SnapshotRecord
+from datanets.models import Datanet, Snapshot, SnapshotRecord
 from models_factory import hooks
 from models_factory.artifacts import artifact_publish
 from models_factory.models import MLModel, ModelVersion, TrainingRun
+from models_factory.selectors import can_build_on
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,35 @@ def checkpoints_dir(run: TrainingRun) -> Path:
     return Path(settings.VAR_DIR) / "checkpoints" / str(run.id)
 
 
+def base_model_dir_allowed(spec: str) -> bool:
+    """Whether a base model given as a path is an existing folder or file under one of ``MODEL_BASE_DIRS``: a
+    builder names a registered model, never an arbitrary path on the server."""
+    if not spec or "\x00" in spec:
+        return False
+    try:
+        path = Path(spec).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    for root in settings.MODEL_BASE_DIRS:
+        try:
+            base = Path(root).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if path != base and path.is_relative_to(base):
+            return True
+    return False
+
+
 # --- Training runs --------------------------------------------------------------------------------------------
 
 
 def model_create(*, builder: User, datanet_slug: str, name: str, description: str = "") -> MLModel:
-    from datanets.models import Datanet
-
+    """A model on a Datanet the builder can see. A private Datanet the builder is not a member of answers exactly
+    like a Datanet that does not exist, so the answer tells nothing about it."""
     if not builder.is_authenticated:
         raise Forbidden("Log in to build models.")
     datanet = Datanet.objects.filter(slug=datanet_slug).first()
-    if datanet is None:
+    if datanet is None or not can_build_on(builder, datanet):
         raise NotFound(f"There is no Datanet '{datanet_slug}'.")
     if datanet.record_kind in CLASSIFIER_KINDS:
         kind = MLModel.Kind.CLASSIFIER
@@ -103,6 +123,8 @@ def training_run_create(
 ) -> TrainingRun:
     from models_factory.trainers import ConfigError, TrainConfig
 
+    if not can_build_on(actor, snapshot.datanet) or not can_build_on(actor, ml_model.datanet):
+        raise NotFound("There is no such model or snapshot.")
     if ml_model.builder_id != actor.pk and not actor.is_superuser:
         raise Forbidden("Only the model's builder can train new versions of it.")
     if snapshot.datanet_id != ml_model.datanet_id:
@@ -113,11 +135,12 @@ def training_run_create(
     allowed = ("head", "full") if is_classifier else ("lora",)
     if method not in allowed:
         raise UserError(f"A {ml_model.get_kind_display().lower()} trains with method {' or '.join(allowed)}.")
-    if base_model not in CLASSIFIER_BASES | GENERATIVE_BASES and not Path(base_model).exists():
+    if base_model not in CLASSIFIER_BASES | GENERATIVE_BASES and not base_model_dir_allowed(base_model):
         raise UserError(
             f"The base model '{base_model}' is neither a packaged model "
-            f"({', '.join(sorted(CLASSIFIER_BASES if is_classifier else GENERATIVE_BASES))}) nor a folder on the "
-            "worker machine. Give a local path to a model folder."
+            f"({', '.join(sorted(CLASSIFIER_BASES if is_classifier else GENERATIVE_BASES))}) nor a model folder "
+            "under a folder this server registers for base models (MODEL_BASE_DIRS). Name a packaged model, or ask "
+            "the operator to put the model under one of those folders."
         )
     try:
         config = TrainConfig.from_dict({**(hyperparameters or {}), "method": method}).validate()

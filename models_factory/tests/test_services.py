@@ -59,10 +59,12 @@ def test_bad_training_requests_are_refused_with_reasons(classifier_setup, tmp_pa
         services.training_run_create(actor=single.datanet.owner, ml_model=single_model, snapshot=single)
 
 
-def test_base_model_folder_that_is_not_a_model_fails_the_run_readably(classifier_setup, tmp_path):
+def test_base_model_folder_that_is_not_a_model_fails_the_run_readably(classifier_setup, tmp_path, settings):
     _, snapshot, model = classifier_setup
-    (tmp_path / "notes.txt").write_text("not a model")
-    run = train(model, snapshot, base_model=str(tmp_path), hyperparameters=FAST)
+    settings.MODEL_BASE_DIRS = [str(tmp_path)]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("not a model")
+    run = train(model, snapshot, base_model=str(tmp_path / "notes"), hyperparameters=FAST)
     assert run.job.status == Job.Status.FAILED
     assert "not" in run.job.error.lower() and "model" in run.job.error.lower()
     assert not ModelVersion.objects.exists()

@@ -32,7 +32,10 @@ window.Datanets = (function () {
     let firstDone = null;
     async function tick() {
       let job;
-      try { job = await api(url); } catch (e) { setTimeout(tick, 2000); return; }
+      try { job = await api(url); } catch (e) {
+        if (e.status === 404) return;  // a job answers only to who started it (and staff): others see the bar as served
+        setTimeout(tick, 2000); return;
+      }
       bar.style.width = job.percent.toFixed(1) + "%";
       status.textContent = job.status; status.className = "job-status pill " + job.status;
       msg.textContent = job.message + (job.error ? " — " + job.error : "");

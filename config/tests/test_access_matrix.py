@@ -1,0 +1,199 @@
+"""Roles x objects: every Model Factory and attribution page and API endpoint, for each role, on a private and a
+public Datanet. Each cell asserts the status, and that the private strings (the Datanet's title, a record's text, the
+consumer's input) appear in no body where they must not.
+
+Roles: anonymous, a signed-in stranger, the records' contributor, a curator, the owner, the model's builder, the
+consumer who paid for an inference, and an admin. On the private Datanet the contributor, curator and builder are
+members; the consumer was a member when they called the model and has left since (their receipt stays theirs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from accounts.credits import credits_grant
+from accounts.models import User
+from accounts.tests.factories import UserFactory
+from attribution import indexes
+from attribution.models import AttributionIndex, Receipt
+from datanets.models import Datanet, Membership, Record
+from models_factory import services as mf
+from models_factory.models import ModelVersion
+from models_factory.tests.factories import sentiment_records, snapshot_with
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "stranger", "contributor", "curator", "owner", "builder", "consumer", "admin"]
+TITLE = "Ward Seven Oncology Notes"
+RECORD_MARK = "zqxrecordtext"
+INPUT_MARK = "zqxconsumerinput patient Jane Roe"
+
+
+@dataclass
+class World:
+    private: bool
+    datanet: Datanet
+    version: ModelVersion
+    receipt: Receipt
+    record: Record
+    users: dict[str, User | None]
+
+    def viewer(self, role: str) -> bool:
+        """Who can see the Datanet (and so everything derived from it)."""
+        return not self.private or role in {"contributor", "curator", "owner", "builder", "admin"}
+
+
+def build_world(private: bool) -> World:
+    tag = "private" if private else "public"
+    records = [{**r, "text": f"{r['text']} {RECORD_MARK}{i}"} for i, r in enumerate(sentiment_records(24))]
+    datanet, snapshot = snapshot_with(
+        records, labels=["negative", "positive"], is_public=not private, title=f"{TITLE} {tag}", slug=f"ward7-{tag}"
+    )
+    record = Record.objects.filter(datanet=datanet).first()
+    users: dict[str, User | None] = {
+        "anonymous": None,
+        "stranger": UserFactory(),
+        "contributor": record.contributor,
+        "curator": UserFactory(),
+        "owner": datanet.owner,
+        "builder": UserFactory(),
+        "consumer": UserFactory(),
+        "admin": UserFactory(is_staff=True, is_superuser=True),
+    }
+    Membership.objects.create(datanet=datanet, user=users["curator"], role=Membership.Role.CURATOR)
+    for role in ("contributor", "builder", "consumer"):
+        Membership.objects.create(datanet=datanet, user=users[role], role=Membership.Role.CONTRIBUTOR)
+    builder = users["builder"]
+    model = mf.model_create(builder=builder, datanet_slug=datanet.slug, name=f"Ward model {tag}")
+    run = mf.training_run_create(
+        actor=builder, ml_model=model, snapshot=snapshot, hyperparameters={"epochs": 1, "max_length": 32}
+    )
+    mf.training_run_execute(job_id=str(run.job_id))
+    version = ModelVersion.objects.get(run=run)
+    mf.version_deploy(actor=builder, version=version, deployed=True)
+    indexes.index_build(job_id=str(AttributionIndex.objects.get(version=version).job_id))
+    credits_grant(actor=None, user=users["consumer"], amount=5)
+    inference = mf.infer(consumer=users["consumer"], version_id=version.pk, payload={"text": INPUT_MARK})
+    assert inference.receipt_obj is not None, inference.attribution_message
+    if private:  # the consumer has left the Datanet since the call
+        Membership.objects.filter(datanet=datanet, user=users["consumer"]).delete()
+    cited = inference.receipt_obj.citations.first().record
+    return World(private, datanet, version, inference.receipt_obj, cited, users)
+
+
+def client_for(world: World, role: str) -> APIClient:
+    api = APIClient()
+    user = world.users[role]
+    if user is not None:
+        api.force_login(user)
+    return api
+
+
+def body_of(response: Any) -> str:
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode("latin-1")  # the test client closes the file after
+    return response.content.decode()
+
+
+def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | None, int]]:
+    """(method, url, data, expected status) for one role."""
+    v, r, dn = w.version, w.receipt, w.datanet
+    model, run = v.ml_model, v.run
+    seen = 200 if w.viewer(role) else 404
+    receipt_seen = 200 if w.viewer(role) or role == "consumer" else 404
+    job_seen = 200 if role in {"builder", "admin"} else 404
+    if not w.viewer(role):
+        flags = 302 if role == "anonymous" else 404
+    else:
+        flags = 200 if role == "curator" else 302
+    contributor = w.record.contributor.username
+    cells = [
+        ("get", "/models/", None, 200),
+        ("get", model.get_absolute_url(), None, seen),
+        ("get", run.get_absolute_url(), None, seen),
+        ("get", v.get_absolute_url(), None, seen),
+        ("get", f"/models/{model.slug}/v/{v.version}/download/", None, seen),
+        ("get", r.get_absolute_url(), None, receipt_seen),
+        ("get", f"/attribution/contributors/{contributor}/", None, 200),
+        ("get", f"/attribution/flags/{dn.slug}/", None, flags),
+        ("get", "/api/ml-models/", None, 200),
+        ("get", f"/api/ml-models/{model.slug}/", None, seen),
+        ("get", f"/api/ml-models/{model.slug}/versions/", None, seen),
+        ("get", "/api/training-runs/", None, 200),
+        ("get", f"/api/training-runs/{run.pk}/", None, seen),
+        ("get", "/api/models/", None, 200),
+        ("get", f"/api/models/{v.pk}/", None, seen),
+        ("get", f"/api/models/{v.pk}/attribution/", None, seen),
+        ("get", f"/api/receipts/{r.pk}/", None, receipt_seen),
+        ("get", f"/api/records/{w.record.pk}/credit/", None, seen),
+        ("get", f"/api/jobs/{run.job_id}/", None, job_seen),
+    ]
+    if role != "anonymous":
+        # Writes that must not reach a private Datanet from outside: answered like a missing object.
+        create = 201 if w.viewer(role) else 404
+        train = {"builder": 202, "admin": 202}.get(role, 403) if w.viewer(role) else 404
+        infer = 200 if w.viewer(role) else 404
+        cells += [
+            ("post", "/api/ml-models/", {"name": f"probe {role}", "datanet_slug": dn.slug}, create),
+            (
+                "post",
+                "/api/training-runs/",
+                {"model": model.slug, "snapshot": v.snapshot_id, "hyperparameters": {"epochs": 1}},
+                train,
+            ),
+            ("post", f"/api/models/{v.pk}/infer/", {"text": "fine"}, infer),
+        ]
+    return cells
+
+
+def forbidden_strings(w: World, role: str) -> dict[str, str]:
+    """What must not appear in any body this role receives."""
+    out = {"server path": str(settings.VAR_DIR)}
+    if not w.viewer(role):
+        out.update({"title": w.datanet.title, "record text": RECORD_MARK})
+    if role not in {"consumer", "admin"}:
+        out["consumer input"] = INPUT_MARK
+    return out
+
+
+@pytest.mark.parametrize("private", [True, False], ids=["private", "public"])
+def test_every_role_sees_only_what_it_may(private: bool) -> None:
+    w = build_world(private)
+    failures: list[str] = []
+    for role in ROLES:
+        user = w.users[role]
+        if user is not None:
+            credits_grant(actor=None, user=user, amount=5)
+        api = client_for(w, role)
+        for method, url, data, expected in expectations(w, role):
+            response = getattr(api, method)(url, data, format="json") if data is not None else getattr(api, method)(url)
+            if response.status_code != expected:
+                failures.append(f"{role:11} {method.upper()} {url}: {response.status_code}, expected {expected}")
+            text = body_of(response)
+            for what, secret in forbidden_strings(w, role).items():
+                if secret in text:
+                    failures.append(f"{role:11} {method.upper()} {url}: the {what} is in the body")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_consumer_and_staff_see_the_input_and_contributors_see_hashes() -> None:
+    w = build_world(private=False)
+    page = {role: body_of(client_for(w, role).get(w.receipt.get_absolute_url())) for role in ROLES}
+    assert INPUT_MARK in page["consumer"] and INPUT_MARK in page["admin"]
+    for role in ("anonymous", "contributor", "builder", "owner"):
+        assert INPUT_MARK not in page[role] and w.receipt.body["input_hash"] in page[role], role
+    # Viewers of the Datanet read the cited records' text; the model list names the Datanet to them.
+    assert RECORD_MARK in page["contributor"]
+    assert w.datanet.title in body_of(client_for(w, "anonymous").get("/models/"))
+
+
+def test_a_consumer_outside_a_private_datanet_sees_their_receipt_but_no_record_text() -> None:
+    w = build_world(private=True)
+    page = body_of(client_for(w, "consumer").get(w.receipt.get_absolute_url()))
+    assert INPUT_MARK in page and RECORD_MARK not in page and w.datanet.title not in page
+    assert w.datanet.title in body_of(client_for(w, "curator").get("/models/"))
