@@ -34,7 +34,7 @@ def test_hidden_wallet_button_stays_hidden_and_a_disabled_relay_looks_disabled(
         return {"address": user.wallet_address, "proof": proof, "claimed": claimed, "claimable": 0,
                 "balance": claimed, "chain_error": ""}  # fmt: skip
 
-    monkeypatch.setattr("settlement.views.services.claim_status", fully_claimed)
+    monkeypatch.setattr("settlement.views.claims.claim_status", fully_claimed)
     log_in(page, alice.username)
     page.goto("/rewards/claim/")
     expect(page.get_by_test_id("claimable")).to_have_text("0")
