@@ -261,10 +261,20 @@ UPLOAD_MAX_LINE_BYTES = env_int("UPLOAD_MAX_LINE_BYTES", 1024**2, minimum=1024)
 PASTE_MAX_BYTES = env_int("PASTE_MAX_BYTES", 1024**2, minimum=1024)
 QUOTA_RECORDS_PER_DAY = env_int("QUOTA_RECORDS_PER_DAY", 2_000_000, minimum=1)
 QUOTA_BYTES_PER_DAY = env_int("QUOTA_BYTES_PER_DAY", 4 * 1024**3, minimum=1)
+# Every row read counts, duplicates and invalid rows included: they cost the worker as much as new ones.
+QUOTA_ROWS_PER_DAY = env_int("QUOTA_ROWS_PER_DAY", 10 * QUOTA_RECORDS_PER_DAY, minimum=1)
 UPLOADS_OPEN_PER_USER = env_int("UPLOADS_OPEN_PER_USER", 5, minimum=1)
 UPLOAD_EXPIRE_HOURS = env_int("UPLOAD_EXPIRE_HOURS", 24, minimum=1)
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1)
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
+# A job whose worker died this many times (killed by memory, say) fails instead of being sent again forever.
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# Address-space ceiling of each worker child (RLIMIT_AS, MiB; 0: none): a file that would take the machine's memory
+# fails its own task with MemoryError. 6 GiB leaves the demo's CPU training room on a 24 GB machine.
+WORKER_MEMORY_LIMIT_MB = env_int("WORKER_MEMORY_LIMIT_MB", 6144, minimum=0)
+# A child whose resident memory passed this after a task is replaced by a fresh one (MiB; 0: never).
+WORKER_MAX_MEMORY_PER_CHILD_MB = env_int("WORKER_MAX_MEMORY_PER_CHILD_MB", 3072, minimum=0)
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = WORKER_MAX_MEMORY_PER_CHILD_MB * 1024 or None  # celery counts KiB
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(UPLOAD_CHUNK_BYTES + 1024**2, 10 * 1024**2)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024**2
 

@@ -2,12 +2,17 @@
 
 A task claims its job with one conditional UPDATE, so a task delivered twice (broker redelivery, or the requeue
 on worker start) runs the work once. Workers requeue, on start, jobs that were queued or whose running worker
-stopped sending heartbeats: the filesystem broker loses a message when the whole worker is killed.
+stopped sending heartbeats: the filesystem broker loses a message when the whole worker is killed. A running job
+whose holder process on this host is gone is taken over at once, heartbeat or not: a killed pool child's task is
+redelivered within a second, long before its heartbeat goes stale. A job started ``max_attempts`` times without
+finishing is failed rather than run again: a file that kills its worker must not be retried forever.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 # kind -> dotted Celery task name that takes (job_id: str). Filled only by register(), from each app's ready(),
 # so that a worker knows every kind before it requeues stale jobs, whatever it has imported.
 _TASKS: dict[str, str] = {}
+# kind -> what else must change when a job of that kind is failed here, not by its own task (attempts exhausted).
+_ON_ABANDONED: dict[str, Callable[[Job], None]] = {}
+WORKER_STOPPED = "the worker stopped while running it (out of memory?)"
 
 
 def register(kind: str, task: str) -> None:
@@ -33,6 +41,12 @@ def register(kind: str, task: str) -> None:
     if known is not None and known != task:
         raise ValueError(f"job kind {kind!r} is already registered to {known!r}")
     _TASKS[kind] = task
+
+
+def register_abandoned(kind: str, handler: Callable[[Job], None]) -> None:
+    """Call ``handler(job)`` when a job of ``kind`` is failed after its attempts ran out (the task never finished,
+    so whatever it would have marked failed is still marked in progress)."""
+    _ON_ABANDONED[kind] = handler
 
 
 def registered_kinds() -> dict[str, str]:
@@ -69,24 +83,71 @@ def job_enqueue(job: Job) -> None:
     transaction.on_commit(lambda: app.send_task(task_name, args=[job_id]))
 
 
-def job_claim(*, job_id: str) -> Job | None:
-    """Mark the job running if nobody else runs it. Returns None when it is finished or owned by a live worker."""
-    now = timezone.now()
-    claimable = (
+def this_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_gone(holder: str) -> bool:
+    """The process named by ``holder`` ran on this host and is no longer alive (another host's cannot be seen)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+def _claimable(now: Any) -> Q:
+    return (
         Q(status=Job.Status.QUEUED)
         | Q(status=Job.Status.RUNNING, heartbeat_at__lt=now - stale_after())
         | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
     )
-    claimed = Job.objects.filter(claimable, pk=job_id).update(
+
+
+def job_claim(*, job_id: str) -> Job | None:
+    """Mark the job running if nobody else runs it. Returns None when it is finished, owned by a live worker, or
+    out of attempts (then it is failed here, saying so)."""
+    now = timezone.now()
+    claimable = _claimable(now)
+    current = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).values_list("holder", flat=True).first()
+    if current and _holder_gone(current):
+        # Its heartbeat may be fresh, but the process that sent it is dead: the row is ours to take over.
+        claimable |= Q(status=Job.Status.RUNNING, holder=current)
+    claimed = Job.objects.filter(claimable, pk=job_id, attempts__lt=F("max_attempts")).update(
         status=Job.Status.RUNNING,
         started_at=now,
         heartbeat_at=now,
         attempts=F("attempts") + 1,
+        holder=this_holder(),
         message="Started",
     )
     if not claimed:
+        _jobs_fail_exhausted(Job.objects.filter(claimable, pk=job_id))
         return None
     return Job.objects.get(pk=job_id)
+
+
+def _jobs_fail_exhausted(candidates: Any) -> int:
+    """Fail the jobs among ``candidates`` (claimable ones) that have used all their attempts."""
+    failed = 0
+    for job in candidates.filter(attempts__gte=F("max_attempts")):
+        error = f"failed after {job.attempts} attempts: {job.error or WORKER_STOPPED}"
+        done = Job.objects.filter(pk=job.pk, status=job.status, attempts=job.attempts).update(
+            status=Job.Status.FAILED, error=error, message=error[:500], finished_at=timezone.now()
+        )
+        if done:
+            failed += 1
+            log.warning("job %s %s", job.pk, error)
+            job.refresh_from_db()
+            handler = _ON_ABANDONED.get(job.kind)
+            if handler is not None:
+                handler(job)
+    return failed
 
 
 class JobProgress:
@@ -155,6 +216,8 @@ def jobs_requeue_stale() -> int:
         | Q(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
         | Q(status=Job.Status.RUNNING, heartbeat_at__isnull=True)
     ).filter(kind__in=list(_TASKS))
+    _jobs_fail_exhausted(stale)
+    stale = stale.filter(attempts__lt=F("max_attempts"))
     count = 0
     for job in stale:
         app.send_task(_TASKS[job.kind], args=[str(job.id)])

@@ -9,6 +9,10 @@ from django.db import models
 from django.urls import reverse
 
 
+def default_max_attempts() -> int:
+    return settings.JOB_MAX_ATTEMPTS
+
+
 class Job(models.Model):
     """Long work done by a Celery worker. The row, not the broker, is the truth about it."""
 
@@ -35,6 +39,9 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=default_max_attempts)
+    # "hostname:pid" of the worker process that claimed it last, so a redelivery can tell it is gone.
+    holder = models.CharField(max_length=300, blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

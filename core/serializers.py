@@ -24,6 +24,7 @@ class JobSerializer(serializers.ModelSerializer):
             "error",
             "result",
             "attempts",
+            "max_attempts",
             "created_at",
             "started_at",
             "finished_at",

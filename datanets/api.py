@@ -89,7 +89,10 @@ class DatanetViewSet(
     def records(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
         qs = (
-            selectors.records_visible(request.user).filter(datanet=datanet).select_related("contributor").order_by("id")
+            selectors.records_visible(request.user)
+            .filter(datanet=datanet)
+            .select_related("contributor", "duplicate_of__duplicate_of")
+            .order_by("id")
         )
         for param, field in (("status", "status"), ("label", "label"), ("contributor", "contributor__username")):
             if value := request.query_params.get(param):
@@ -271,7 +274,7 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = RecordSerializer
 
     def get_queryset(self) -> QuerySet[Record]:
-        return selectors.records_visible(self.request.user).select_related("contributor")
+        return selectors.records_visible(self.request.user).select_related("contributor", "duplicate_of__duplicate_of")
 
     @extend_schema(request=VoteSerializer, responses=RecordSerializer)
     @action(detail=True, methods=["get", "post"], permission_classes=[permissions.IsAuthenticatedOrReadOnly])

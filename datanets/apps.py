@@ -7,6 +7,8 @@ class DatanetsConfig(AppConfig):
 
     def ready(self) -> None:
         from core import jobs
+        from datanets.services.ingestion import contribution_abandoned
 
         jobs.register("ingest", "datanets.ingest_contribution")
+        jobs.register_abandoned("ingest", contribution_abandoned)
         jobs.register("export", "datanets.export_snapshot")

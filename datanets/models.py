@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -213,6 +214,22 @@ class Record(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("datanets:record", args=[self.datanet.slug, self.pk])
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The record's fields. A duplicate stores none of its own (``data`` is ``{}``): they are its original's,
+        and an exact copy of a near duplicate links to that near duplicate, so follow the links."""
+        record: Record | None = self
+        for _ in range(4):
+            if record is None or record.data or record.duplicate_of_id is None:
+                break
+            record = record.duplicate_of
+        return record.data if record is not None else {}
+
+    @property
+    def is_link(self) -> bool:
+        """Stored as a link to its original, without data of its own."""
+        return self.duplicate_of_id is not None and not self.data
 
     @property
     def is_resolved(self) -> bool:

@@ -142,8 +142,10 @@ def quota_used_today(user: User) -> dict[str, int]:
         .exclude(status__in=[Record.Status.DUPLICATE, Record.Status.NEAR_DUPLICATE])
         .count()
     )
-    size = Contribution.objects.filter(contributor=user, created_at__gte=since).aggregate(s=Sum("size_bytes"))["s"]
-    return {"records": records, "bytes": int(size or 0)}
+    totals = Contribution.objects.filter(contributor=user, created_at__gte=since).aggregate(
+        size=Sum("size_bytes"), rows=Sum("rows_seen")
+    )
+    return {"records": records, "bytes": int(totals["size"] or 0), "rows": int(totals["rows"] or 0)}
 
 
 def upload_bytes_reserved(user: User, *, exclude: Any = None) -> int:

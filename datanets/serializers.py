@@ -53,6 +53,11 @@ class DatanetSerializer(serializers.ModelSerializer):
 
 class RecordSerializer(serializers.ModelSerializer):
     contributor = serializers.CharField(source="contributor.username", read_only=True)
+    data = serializers.JSONField(
+        source="content",
+        read_only=True,
+        help_text="The record's fields; a duplicate is stored as a link and shows its original's (duplicate_of).",
+    )
     approvals = serializers.SerializerMethodField(
         help_text="Hidden (null) while the record is pending, except to staff."
     )

@@ -190,6 +190,7 @@ def upload(request: HttpRequest, slug: str) -> HttpResponse:
             "quota": selectors.quota_used_today(request.user),
             "quota_records": settings.QUOTA_RECORDS_PER_DAY,
             "quota_bytes": settings.QUOTA_BYTES_PER_DAY,
+            "quota_rows": settings.QUOTA_ROWS_PER_DAY,
             "can_contribute": selectors.can_contribute(request.user, datanet),
         },
     )
@@ -317,7 +318,11 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def my_records(request: HttpRequest) -> HttpResponse:
-    records = Record.objects.filter(contributor=request.user).select_related("datanet").order_by("-id")
+    records = (
+        Record.objects.filter(contributor=request.user)
+        .select_related("datanet", "duplicate_of__duplicate_of")
+        .order_by("-id")
+    )
     status = request.GET.get("status", "")
     if status:
         records = records.filter(status=status)

@@ -1,7 +1,8 @@
 """Streaming parsers for uploaded files: JSON Lines, CSV, plain text and Parquet, each optionally gzipped.
 
 Nothing here holds a whole file in memory: text formats are read line by line with a bounded line length, gzip is
-expanded as it is read and stopped as soon as it passes `max_expanded_bytes`, and Parquet is read in batches.
+expanded as it is read and stopped as soon as it passes `max_expanded_bytes`, and Parquet is read in small batches
+with each row's decoded size counted against the per-row limit and the running total against the whole-file one.
 
 Two kinds of problem are told apart. A whole-file problem (empty file, wrong format, gzip bomb, corrupt archive,
 CSV without a header) raises `FileError`; the checks that need only the start of the file run when `iter_rows` is
@@ -29,6 +30,7 @@ SUPPORTED = ".jsonl, .csv, .txt, .parquet, optionally gzipped (.gz)"
 SNIFF_BYTES = 8192
 _SKIP_CHUNK = 64 * 1024
 _PARQUET_BATCH_ROWS = 1024
+_PARQUET_BATCH_BYTES = 4 * 1024 * 1024  # decoded bytes turned into Python values at once
 _BOM = b"\xef\xbb\xbf"
 
 _EXTENSIONS = {
@@ -71,7 +73,8 @@ class Row(NamedTuple):
     line_no: int
     data: dict[str, Any] | None
     error: str | None
-    # Bytes of the expanded file this row accounts for (blank lines before it included), for progress and quotas.
+    # Decoded bytes this row accounts for, for progress and quotas: the text lines it spans (blank lines before it
+    # included) or, for Parquet, the size of its values.
     nbytes: int
 
 
@@ -112,6 +115,7 @@ class _Source:
         self._limit = limit
         self._filename = filename
         self.total = 0
+        self.lines_read = 0  # complete lines handed out, kept by the reader, so an error can say where it broke
 
     def _count(self, data: bytes) -> bytes:
         self.total += len(data)
@@ -124,8 +128,9 @@ class _Source:
         return data
 
     def _guard(self, exc: Exception) -> FileError:
+        where = f": the file is truncated after line {self.lines_read}" if self.lines_read else ""
         return FileError(
-            f'"{self._filename}" is a damaged or truncated gzip file ({exc}); compress it again and re-upload'
+            f'"{self._filename}" is a damaged or truncated gzip file ({exc}){where}; compress it again and re-upload'
         )
 
     def readline(self, size: int) -> bytes:
@@ -186,6 +191,7 @@ def _lines(src: _Source, max_line_bytes: int) -> Iterator[tuple[int, bytes | Non
             content = None
         else:
             content = line[:-1] if line.endswith(b"\r") else line
+        src.lines_read = line_no
         yield line_no, content, nbytes
 
 
@@ -365,6 +371,11 @@ def _iter_csv(
             continue
         if error is None and not any(cell.strip() for cell in cells):
             continue
+        if error is None and end > start and consumed - reported > max_line_bytes:
+            error = (
+                f"line {start}: this record spans lines {start}-{end} and is {human_size(consumed - reported)} long, "
+                f"over the limit of {human_size(max_line_bytes)} per record; shorten or split it"
+            )
         if error is None and len(cells) != len(header):
             error = (
                 f"line {start}: {_plural(len(cells), 'value')} but the header has "
@@ -512,6 +523,7 @@ def iter_rows(
             column_map=column_map,
             start_line=start_line,
             max_expanded_bytes=max_expanded_bytes,
+            max_line_bytes=max_line_bytes,
         )
     return _iter_text(
         path,
@@ -569,6 +581,42 @@ def _iter_text(
         src.close()
 
 
+def _parquet_row_sizes(batch: Any) -> list[int]:
+    """Each row's decoded size: UTF-8/binary length of its strings, the width of fixed-size values, computed from
+    the column buffers without building a single Python value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = pa.array([0] * batch.num_rows, type=pa.int64())
+    for column in batch.columns:
+        kind = column.type
+        if pa.types.is_dictionary(kind) and _is_bytes_type(kind.value_type):
+            lengths = pc.take(pc.binary_length(column.dictionary).cast(pa.int64()), column.indices)
+        elif _is_bytes_type(kind):
+            lengths = pc.binary_length(column).cast(pa.int64())
+        elif pa.types.is_boolean(kind) or pa.types.is_null(kind):
+            lengths = pa.array([1] * len(column), type=pa.int64())
+        else:
+            try:
+                width = max(1, kind.bit_width // 8)
+            except ValueError:  # nested: its buffers are already decoded, spread evenly over its rows
+                width = max(1, column.nbytes // max(1, len(column)))
+            lengths = pa.array([width] * len(column), type=pa.int64())
+        total = pc.add(total, pc.fill_null(lengths, 0))
+    return total.to_pylist()
+
+
+def _is_bytes_type(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
+
+
 def _iter_parquet(
     path: str | os.PathLike[str],
     *,
@@ -577,7 +625,14 @@ def _iter_parquet(
     column_map: dict[str, str] | None,
     start_line: int,
     max_expanded_bytes: int,
+    max_line_bytes: int,
 ) -> Iterator[Row]:
+    """Rows of a Parquet file, each counted by its decoded size against the per-row and whole-file limits.
+
+    A few hundred bytes of Parquet can decode to gigabytes (one long string in a dictionary page, repeated by
+    run-length-encoded indices), so string columns are read as dictionary arrays, rows are sized from the arrays'
+    buffers, and Python values are built only for rows within the limits, a few MB at a time.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -594,14 +649,16 @@ def _iter_parquet(
             finally:
                 src.close()
             path = temp_path
-        size = os.path.getsize(path)
-        if size > max_expanded_bytes:
-            raise FileError(
-                f'"{filename}" is larger than {human_size(max_expanded_bytes)}, the most one upload may hold; '
-                "split it into smaller files"
-            )
+        too_large = FileError(
+            f'"{filename}" decodes to more than {human_size(max_expanded_bytes)}, the most one upload may hold; '
+            "split it into smaller files"
+        )
+        if os.path.getsize(path) > max_expanded_bytes:
+            raise too_large
         try:
-            parquet = pq.ParquetFile(path)
+            schema = pq.ParquetFile(path).schema_arrow
+            as_dictionary = [field.name for field in schema if _is_bytes_type(field.type)]
+            parquet = pq.ParquetFile(path, read_dictionary=as_dictionary)
         except (pa.ArrowException, OSError) as exc:
             raise FileError(f'"{filename}" is not a readable Parquet file ({exc}); export it again') from None
         names = parquet.schema_arrow.names
@@ -613,25 +670,44 @@ def _iter_parquet(
                     f'column "{missing[0]}" of the column mapping is not in "{filename}" (found: {", ".join(names)})'
                 )
             columns = list(column_map)
-        total = parquet.metadata.num_rows
-        if total == 0:
+        metadata = parquet.metadata
+        if metadata.num_rows == 0:
             raise FileError(f'"{filename}" has no records')
+        # Pages that are not dictionary-encoded decode to their uncompressed size, known before reading any.
+        if sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups)) > max_expanded_bytes:
+            raise too_large
         row_no = 0
+        decoded = 0
         try:
             for group in range(parquet.num_row_groups):
-                group_rows = parquet.metadata.row_group(group).num_rows
-                if row_no + group_rows <= start_line:
-                    row_no += group_rows
-                    continue
-                batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, row_groups=[group], columns=columns)
+                meta = metadata.row_group(group)
+                encoded_per_row = meta.total_byte_size // max(1, meta.num_rows)
+                batch_rows = max(1, min(_PARQUET_BATCH_ROWS, _PARQUET_BATCH_BYTES // max(1, encoded_per_row)))
+                batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
                 for batch in batches:
-                    for data in batch.to_pylist():
-                        row_no += 1
-                        if row_no <= start_line:
-                            continue
-                        # The file's bytes spread evenly over its rows, so the sizes add up to the file size.
-                        nbytes = row_no * size // total - (row_no - 1) * size // total
-                        yield Row(row_no, _map_keys(data, column_map), None, nbytes)
+                    sizes = _parquet_row_sizes(batch)
+                    first = 0
+                    while first < len(sizes):
+                        # A run of rows worth at most _PARQUET_BATCH_BYTES once decoded (one row at least).
+                        last, run = first, 0
+                        while last < len(sizes) and (last == first or run + sizes[last] <= _PARQUET_BATCH_BYTES):
+                            run += sizes[last]
+                            last += 1
+                        keep = [i for i in range(first, last) if sizes[i] <= max_line_bytes]
+                        values = iter(batch.take(keep).to_pylist()) if keep else iter(())
+                        for i in range(first, last):
+                            row_no += 1
+                            decoded += sizes[i]
+                            if decoded > max_expanded_bytes:
+                                raise too_large
+                            data = next(values) if sizes[i] <= max_line_bytes else None
+                            if row_no <= start_line:
+                                continue
+                            if data is None:
+                                yield Row(row_no, None, _too_long(row_no, sizes[i], max_line_bytes), sizes[i])
+                            else:
+                                yield Row(row_no, _map_keys(data, column_map), None, sizes[i])
+                        first = last
         except (pa.ArrowException, OSError) as exc:
             raise FileError(f'"{filename}" is a damaged Parquet file ({exc}); export it again') from None
     finally:

@@ -3,6 +3,10 @@
 Each batch is validated, checked for exact and near duplicates (MinHash LSH bands against the Datanet's earlier
 originals, then within the batch), held to the contributor's daily record quota and stored in one transaction
 together with its resume point, so a worker that dies mid-file continues where the last batch committed.
+
+Every row read counts against the contributor's daily row cap, duplicates and invalid rows included: a duplicate is
+cheap to store (a link to its original, without its data) but not free to read. A file that breaks mid-stream keeps
+the rows read before the break and fails, saying where.
 """
 
 from __future__ import annotations
@@ -42,18 +46,23 @@ def _ingest(job: Job) -> None:
     kind = datanet.record_kind
     Contribution.objects.filter(pk=contribution.pk).update(status=Contribution.Status.INGESTING)
     fmt, gz = detect_format(contribution.filename)
-    total = 0 if gz else contribution.size_bytes
+    # Parquet rows are sized by their decoded values, which do not add up to the file's size.
+    total = 0 if gz or fmt == "parquet" else contribution.size_bytes
     progress = JobProgress(job, total=total, unit="bytes" if total else "rows")
     hasher = MinHasher(num_perm=NUM_PERM)
     # Recall-weighted bands: a false candidate costs one signature comparison, a missed near duplicate earns credit.
     bands, rows = lsh_params(datanet.near_dup_threshold, NUM_PERM, *RECALL_WEIGHTS)
-    quota_left = settings.QUOTA_RECORDS_PER_DAY - selectors.quota_used_today(contribution.contributor)["records"]
+    used = selectors.quota_used_today(contribution.contributor)
+    quota_left = settings.QUOTA_RECORDS_PER_DAY - used["records"]
+    # This contribution's rows already read (an earlier attempt) are in used["rows"] and are skipped below.
+    rows_left = settings.QUOTA_ROWS_PER_DAY - used["rows"]
     batch_size = settings.INGEST_BATCH_SIZE
     done_bytes = 0
-    try:
-        with blob_local_path(contribution.blob_name) as path:
-            start = contribution.last_line
-            batch: list[Row] = []
+    error = ""
+    with blob_local_path(contribution.blob_name) as path:
+        batch: list[Row] = []
+        over_cap: Row | None = None
+        try:
             for row in iter_rows(
                 path,
                 filename=contribution.filename,
@@ -61,26 +70,45 @@ def _ingest(job: Job) -> None:
                 column_map=contribution.column_map or None,
                 max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES,
                 max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
-                start_line=start,
+                start_line=contribution.last_line,
             ):
+                if rows_left <= len(batch):
+                    over_cap = row
+                    break
                 batch.append(row)
                 done_bytes += row.nbytes
                 if len(batch) >= batch_size:
                     quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
+                    rows_left -= len(batch)
                     batch = []
                     progress.update(
                         done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution)
                     )
                     if progress.cancelled():
                         raise UserError("Cancelled by the user.")
-            if batch:
-                quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
-    except FileError as exc:
-        contribution.refresh_from_db()
-        _ingest_finish(contribution, job, error=str(exc))
-        return
+        except FileError as exc:
+            error = str(exc)
+        # What was read before the file ended, broke or reached the row cap is stored, whatever comes next.
+        if batch or over_cap is not None:
+            _ingest_batch(contribution, batch, hasher, bands, rows, quota_left, over_cap=over_cap)
     contribution.refresh_from_db()
-    _ingest_finish(contribution, job)
+    if error and contribution.rows_seen:
+        error += f" (the {contribution.rows_seen:,} rows before it were stored)"
+    elif over_cap is not None:
+        error = (
+            f"line {over_cap.line_no}: over your daily limit of {settings.QUOTA_ROWS_PER_DAY:,} rows read "
+            "(duplicates and rows with errors count too); the rest of the file was not read, upload it tomorrow"
+        )
+        _ingest_finish(contribution, job, stopped=error)
+        return
+    _ingest_finish(contribution, job, error=error)
+
+
+def contribution_abandoned(job: Job) -> None:
+    """The ingestion job was failed after its attempts ran out: the contribution fails with the job's reason."""
+    Contribution.objects.filter(
+        pk=job.target_id, status__in=[Contribution.Status.QUEUED, Contribution.Status.INGESTING]
+    ).update(status=Contribution.Status.FAILED, error=job.error)
 
 
 def _ingest_message(c: Contribution) -> str:
@@ -90,8 +118,10 @@ def _ingest_message(c: Contribution) -> str:
     )
 
 
-def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "") -> None:
-    status = Contribution.Status.FAILED if error and contribution.rows_seen == 0 else Contribution.Status.DONE
+def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "", stopped: str = "") -> None:
+    """A file error fails the contribution (rows read before it stay stored); ``stopped`` ends it early but done."""
+    status = Contribution.Status.FAILED if error else Contribution.Status.DONE
+    error = error or stopped
     Contribution.objects.filter(pk=contribution.pk).update(status=status, error=error)
     contribution.refresh_from_db()
     result = {
@@ -114,12 +144,30 @@ def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "") -> 
 
 
 def _ingest_batch(
-    contribution: Contribution, batch: list[Row], hasher: MinHasher, bands: int, rows: int, quota_left: int
+    contribution: Contribution,
+    batch: list[Row],
+    hasher: MinHasher,
+    bands: int,
+    rows: int,
+    quota_left: int,
+    *,
+    over_cap: Row | None = None,
 ) -> int:
-    """Validate, dedupe and store one batch in one transaction, with the resume point. Returns quota left."""
+    """Validate, dedupe and store one batch in one transaction, with the resume point. Returns quota left.
+    ``over_cap`` is the first row past the daily row cap: it is stored as an error row and ends the file."""
     datanet = contribution.datanet
     pending, errors = _rows_validate(contribution, batch)
-    last_line = batch[-1].line_no
+    capped: list[RowError] = []
+    if over_cap is not None:
+        capped.append(
+            RowError(
+                contribution=contribution,
+                line_no=over_cap.line_no,
+                message=f"line {over_cap.line_no}: over your daily limit of {settings.QUOTA_ROWS_PER_DAY:,} rows "
+                "read (duplicates and rows with errors count too); ingestion stopped here, upload the rest tomorrow",
+            )
+        )
+    last_line = over_cap.line_no if over_cap is not None else batch[-1].line_no
 
     with transaction.atomic():
         # One ingestion at a time per Datanet writes originals, so "earliest record" is well defined.
@@ -128,11 +176,11 @@ def _ingest_batch(
         if contribution_row.last_line >= last_line:
             return quota_left  # this batch was committed by an earlier attempt
         pending, errors = _already_stored_drop(
-            contribution, pending, errors, after_line=contribution_row.last_line, last_line=last_line
+            contribution, pending, errors + capped, after_line=contribution_row.last_line, last_line=last_line
         )
+        capped = [e for e in errors if over_cap is not None and e.line_no == over_cap.line_no]
         exact_duplicates_mark(datanet, pending)
         pending, refused, quota_left = _quota_apply(contribution, pending, quota_left)
-        errors += refused
         fresh = [p for p in pending if p.status == Record.Status.PENDING]
         band_of: dict[int, np.ndarray] = {}
         if fresh:
@@ -144,7 +192,9 @@ def _ingest_batch(
         exact = [p for p in pending if p.status == Record.Status.DUPLICATE]
         local_ids = _records_insert(contribution, (originals, near, exact))
         _bands_insert(datanet, originals, band_of, local_ids)
-        _row_errors_insert(errors, stored=contribution_row.records_invalid + contribution_row.records_over_quota)
+        _row_errors_insert(
+            errors + refused, stored=contribution_row.records_invalid + contribution_row.records_over_quota
+        )
         _counters_add(
             contribution,
             contribution_row,
@@ -152,8 +202,8 @@ def _ingest_batch(
                 new=len(originals),
                 near_duplicate=len(near),
                 duplicate=len(exact),
-                invalid=len(errors) - len(refused),
-                over_quota=len(refused),
+                invalid=len(errors) - len(capped),
+                over_quota=len(refused) + len(capped),
             ),
             last_line=last_line,
         )
@@ -246,7 +296,9 @@ def _records_insert(contribution: Contribution, groups: tuple[list[PendingRecord
             contribution.pk,
             contribution.contributor_id,
             p.line_no,
-            p.data,
+            # A duplicate is a link to its original: its data is read through duplicate_of (Record.content),
+            # so a file of one row repeated stores that row once.
+            p.data if p.status == Record.Status.PENDING else {},
             p.hash,
             p.label,
             p.status,

@@ -70,3 +70,40 @@ def test_worker_killed_mid_ingestion_finishes_on_restart_without_loss_or_doublin
     assert c.rows_seen == n
     assert c.records_new + c.records_duplicate + c.records_near_duplicate == n
     worker.stop()
+
+
+def test_killing_only_the_pool_child_hands_the_job_to_the_next_child_at_once(worker, tmp_path):
+    """kill -9 of the pool child alone: the task is redelivered to the new child while the job's heartbeat is still
+    fresh (stale only after 10 minutes here), so only the dead holder lets it take over. Before: running for good."""
+    import os
+    import signal
+    import socket
+
+    n = 6_000
+    env = {"INGEST_BATCH_SIZE": "500", "JOB_STALE_SECONDS": "600"}
+    worker.stop()
+    worker.start(extra_env=env)
+    datanet = DatanetFactory()
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(jsonl(distinct_records(n, words=12)))
+    result = services.contribution_from_path(user=UserFactory(), datanet=datanet, path=path, filename="big.jsonl")
+    contribution_id = result.contribution.pk
+
+    def part_way() -> bool:
+        return 0 < Contribution.objects.get(pk=contribution_id).last_line < n - 1000
+
+    wait_for(part_way, timeout=120, interval=0.05, what="ingestion to be part-way")
+    holder = Job.objects.get(pk=result.contribution.job_id).holder
+    host, _, pid = holder.rpartition(":")
+    assert host == socket.gethostname() and int(pid) != worker.proc.pid  # the pool child, not the main process
+    with open(f"/proc/{pid}/limits") as limits:
+        address_space = next(line for line in limits if line.startswith("Max address space"))
+    assert address_space.split()[3] == str(6144 * 1024 * 1024)  # WORKER_MEMORY_LIMIT_MB, set in the child
+    os.kill(int(pid), signal.SIGKILL)
+
+    job = wait_for_job(result.contribution.job_id, timeout=120)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.attempts == 2 and job.holder != holder
+    lines = list(Record.objects.filter(contribution_id=contribution_id).values_list("line_no", flat=True))
+    assert sorted(lines) == list(range(1, n + 1))
+    worker.stop()

@@ -133,7 +133,7 @@ def test_parquet_good_path_counts_rows_from_one(tmp_path: Path) -> None:
         (2, {"text": "b", "label": "y"}),
         (3, {"text": "c", "label": "x"}),
     ]
-    assert sum(row.nbytes for row in rows) == path.stat().st_size
+    assert [row.nbytes for row in rows] == [2, 2, 2]  # decoded size: the bytes of its values
 
 
 def test_gzipped_parquet(tmp_path: Path) -> None:
@@ -414,6 +414,99 @@ def test_gzip_without_gz_name(tmp_path: Path) -> None:
     path = tmp_path / "h.jsonl"
     path.write_bytes(gzip.compress(b'{"text": "a"}\n'))
     assert file_error(path) == '"h.jsonl" is gzip-compressed but its name does not end in .gz; rename it "h.jsonl.gz"'
+
+
+def compressible_parquet(path: Path, *, rows: int, value_bytes: int) -> Path:
+    """A few hundred bytes of Parquet that decode to rows x value_bytes: one long string in a zstd dictionary page,
+    repeated by run-length-encoded indices. Built as a dictionary array, so this process never holds it decoded."""
+    column = pa.DictionaryArray.from_arrays(pa.array([0] * rows, type=pa.int32()), pa.array(["x" * value_bytes]))
+    pq.write_table(pa.table({"text": column}), path, compression="zstd", store_schema=False)
+    return path
+
+
+PEAK_SCRIPT = """
+import json, os, sys
+from datanets.ingest.parsers import iter_rows
+import pyarrow.compute, pyarrow.parquet
+
+def status_kib(name):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(name + ":"))
+
+# Resident now, not the peak so far: the imports' own transient peak must not hide what reading adds.
+base = status_kib("VmRSS")
+rows = errors = 0
+for row in iter_rows(sys.argv[1], filename="bomb.parquet", kind="text", max_expanded_bytes=1 << 40,
+                     max_line_bytes=1 << 20):
+    rows += 1
+    errors += row.error is not None
+print(json.dumps({"rows": rows, "errors": errors, "peak_kib": status_kib("VmHWM") - base}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("rows", "value_bytes", "errors"),
+    [(150, 2 * MB, 150), (1000, MB // 2, 0)],
+    ids=["rows-over-the-row-limit", "rows-within-it"],
+)
+def test_parquet_bomb_is_read_in_bounded_memory(tmp_path: Path, rows: int, value_bytes: int, errors: int) -> None:
+    """300-500 MB decoded from a file under 1 KB: the reader's peak resident memory, in a fresh process, stays a few
+    MB above what its imports hold. VmHWM is ru_maxrss without what the process inherits across fork and exec (a
+    child of pytest starts with pytest's peak in ru_maxrss)."""
+    import subprocess
+    import sys
+
+    path = compressible_parquet(tmp_path / "bomb.parquet", rows=rows, value_bytes=value_bytes)
+    assert path.stat().st_size < 2048
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path)], cwd=root, capture_output=True, text=True, check=True
+    )
+    measured = json.loads(out.stdout)
+    assert (measured["rows"], measured["errors"]) == (rows, errors)
+    assert measured["peak_kib"] < 48 * 1024, measured  # before: +300 MB and more (a batch decoded whole)
+
+
+def test_parquet_row_over_the_limit_is_a_row_error_sized_by_its_decoded_bytes(tmp_path: Path) -> None:
+    path = compressible_parquet(tmp_path / "b.parquet", rows=3, value_bytes=2 * MB)
+    rows = read(path)
+    assert [row.error for row in rows] == [
+        f"line {n}: 2 MB long, over the limit of 1 MB per line; shorten or split this record" for n in (1, 2, 3)
+    ]
+    assert [row.nbytes for row in rows] == [2 * MB] * 3
+
+
+def test_parquet_decoding_past_the_total_limit_is_a_file_error(tmp_path: Path) -> None:
+    path = compressible_parquet(tmp_path / "b.parquet", rows=10_000, value_bytes=100_000)  # 1 GB decoded
+    seen: list[Row] = []
+    with pytest.raises(FileError) as caught:
+        for row in iter_rows(path, filename="b.parquet", kind="text", max_expanded_bytes=10 * MB, max_line_bytes=MB):
+            seen.append(row)
+    assert str(caught.value) == (
+        '"b.parquet" decodes to more than 10 MB, the most one upload may hold; split it into smaller files'
+    )
+    assert len(seen) == 10 * MB // 100_000
+
+
+def test_truncated_gzip_names_the_last_complete_line(tmp_path: Path) -> None:
+    data = gzip.compress(jsonl([{"text": f"record {i}" * 20} for i in range(20_000)]))
+    path = tmp_path / "t.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    seen: list[Row] = []
+    with pytest.raises(FileError) as caught:
+        for row in iter_rows(path, filename="t.jsonl.gz", kind="text", max_expanded_bytes=50 * MB, max_line_bytes=MB):
+            seen.append(row)
+    message = str(caught.value)
+    broke_after = int(message.split("the file is truncated after line ")[1].split(";")[0])
+    assert seen and seen[-1].line_no <= broke_after < 20_000
+    assert message.endswith("compress it again and re-upload")
+
+
+def test_csv_record_spanning_lines_is_held_to_the_row_limit(tmp_path: Path) -> None:
+    cell = "\n".join(["y" * 500] * 10)
+    path = write(tmp_path, "d.csv", f'text\n"{cell}"\nok\n'.encode())
+    rows = read(path, max_line_bytes=1024)
+    assert rows[0].error is not None and "spans lines 2-11" in rows[0].error and "per record" in rows[0].error
+    assert rows[1].data == {"text": "ok"}
 
 
 def test_truncated_parquet(tmp_path: Path) -> None:
