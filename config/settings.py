@@ -271,7 +271,7 @@ JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # Address-space ceiling of each worker child (RLIMIT_AS, MiB; 0: none): a file that would take the machine's memory
 # fails its own task with MemoryError. 6 GiB leaves the demo's CPU training room on a 24 GB machine.
-WORKER_MEMORY_LIMIT_MB = env_int("WORKER_MEMORY_LIMIT_MB", 6144, minimum=0)
+WORKER_MEMORY_LIMIT_MB = env_int("WORKER_MEMORY_LIMIT_MB", 12288, minimum=0)
 # A child whose resident memory passed this after a task is replaced by a fresh one (MiB; 0: never).
 WORKER_MAX_MEMORY_PER_CHILD_MB = env_int("WORKER_MAX_MEMORY_PER_CHILD_MB", 3072, minimum=0)
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = WORKER_MAX_MEMORY_PER_CHILD_MB * 1024 or None  # celery counts KiB

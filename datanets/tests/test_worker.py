@@ -98,7 +98,7 @@ def test_killing_only_the_pool_child_hands_the_job_to_the_next_child_at_once(wor
     assert host == socket.gethostname() and int(pid) != worker.proc.pid  # the pool child, not the main process
     with open(f"/proc/{pid}/limits") as limits:
         address_space = next(line for line in limits if line.startswith("Max address space"))
-    assert address_space.split()[3] == str(6144 * 1024 * 1024)  # WORKER_MEMORY_LIMIT_MB, set in the child
+    assert address_space.split()[3] == str(12288 * 1024 * 1024)  # WORKER_MEMORY_LIMIT_MB, set in the child
     os.kill(int(pid), signal.SIGKILL)
 
     job = wait_for_job(result.contribution.job_id, timeout=120)
