@@ -16,22 +16,17 @@ Rows carry the raw dict; checking it against the Datanet's schema is the caller'
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
-import tempfile
-import zlib
 from collections.abc import Iterator
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any
 
+from datanets.ingest.parquet import _iter_parquet
 from datanets.ingest.schema import get_kind
+from datanets.ingest.source import _BOM, FileError, Row, _bad_utf8, _lines, _map_keys, _Source, _too_long, human_size
 
 SUPPORTED = ".jsonl, .csv, .txt, .parquet, optionally gzipped (.gz)"
 SNIFF_BYTES = 8192
-_SKIP_CHUNK = 64 * 1024
-_PARQUET_BATCH_ROWS = 1024
-_PARQUET_BATCH_BYTES = 4 * 1024 * 1024  # decoded bytes turned into Python values at once
-_BOM = b"\xef\xbb\xbf"
 
 _EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -65,26 +60,6 @@ _MAGIC = [
 ]
 
 
-class FileError(ValueError):
-    """The file as a whole cannot be read; the message says what is wrong and what to do."""
-
-
-class Row(NamedTuple):
-    line_no: int
-    data: dict[str, Any] | None
-    error: str | None
-    # Decoded bytes this row accounts for, for progress and quotas: the text lines it spans (blank lines before it
-    # included) or, for Parquet, the size of its values.
-    nbytes: int
-
-
-def human_size(n: int) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
 def detect_format(filename: str) -> tuple[str, bool]:
     """(format, gzipped) from the file name's extension; FileError for anything else."""
     name = os.path.basename(filename).strip().lower()
@@ -105,96 +80,6 @@ def detect_format(filename: str) -> tuple[str, bool]:
     raise FileError(f'cannot read "{filename}" ({extension}); supported: {SUPPORTED}{hint}')
 
 
-class _Source:
-    """The expanded bytes of an upload, counted against the expanded-size limit as they are read."""
-
-    def __init__(self, path: str | os.PathLike[str], *, gzipped: bool, limit: int, filename: str) -> None:
-        self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
-        self._stream: BinaryIO = gzip.GzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw
-        self._gzipped = gzipped
-        self._limit = limit
-        self._filename = filename
-        self.total = 0
-        self.lines_read = 0  # complete lines handed out, kept by the reader, so an error can say where it broke
-
-    def _count(self, data: bytes) -> bytes:
-        self.total += len(data)
-        if self.total > self._limit:
-            what = "expands to more than" if self._gzipped else "is larger than"
-            raise FileError(
-                f'"{self._filename}" {what} {human_size(self._limit)}, the most one upload may hold; '
-                "split it into smaller files"
-            )
-        return data
-
-    def _guard(self, exc: Exception) -> FileError:
-        where = f": the file is truncated after line {self.lines_read}" if self.lines_read else ""
-        return FileError(
-            f'"{self._filename}" is a damaged or truncated gzip file ({exc}){where}; compress it again and re-upload'
-        )
-
-    def readline(self, size: int) -> bytes:
-        try:
-            return self._count(self._stream.readline(size))
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise self._guard(exc) from None
-
-    def read(self, size: int) -> bytes:
-        try:
-            return self._count(self._stream.read(size))
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise self._guard(exc) from None
-
-    def close(self) -> None:
-        try:
-            if self._stream is not self._raw:
-                self._stream.close()
-        finally:
-            self._raw.close()
-
-
-def _too_long(line_no: int, nbytes: int, max_line_bytes: int) -> str:
-    return (
-        f"line {line_no}: {human_size(nbytes)} long, over the limit of {human_size(max_line_bytes)} per line; "
-        "shorten or split this record"
-    )
-
-
-def _bad_utf8(line_no: int, content: bytes, exc: UnicodeDecodeError) -> str:
-    return (
-        f"line {line_no}: not valid UTF-8 (byte 0x{content[exc.start]:02x} at position {exc.start + 1}); "
-        "save the file as UTF-8"
-    )
-
-
-def _lines(src: _Source, max_line_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
-    """(line number, content without line ending or None when over the limit, bytes consumed)."""
-    line_no = 0
-    while True:
-        line = src.readline(max_line_bytes + 1)
-        if not line:
-            return
-        line_no += 1
-        nbytes = len(line)
-        if line_no == 1 and line.startswith(_BOM):
-            line = line[len(_BOM) :]
-        if line.endswith(b"\n"):
-            content: bytes | None = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-        elif len(line) > max_line_bytes:
-            # Skip the rest of an over-long line in bounded pieces rather than reading it whole.
-            del line
-            while True:
-                piece = src.readline(_SKIP_CHUNK)
-                nbytes += len(piece)
-                if not piece or piece.endswith(b"\n"):
-                    break
-            content = None
-        else:
-            content = line[:-1] if line.endswith(b"\r") else line
-        src.lines_read = line_no
-        yield line_no, content, nbytes
-
-
 def _type_name(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
@@ -207,12 +92,6 @@ def _type_name(value: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
-
-
-def _map_keys(data: dict[str, Any], column_map: dict[str, str] | None) -> dict[str, Any]:
-    if not column_map:
-        return data
-    return {column_map[key]: value for key, value in data.items() if key in column_map}
 
 
 def _iter_jsonl(
@@ -579,140 +458,6 @@ def _iter_text(
             raise FileError(f'"{filename}" has no records')
     finally:
         src.close()
-
-
-def _parquet_row_sizes(batch: Any) -> list[int]:
-    """Each row's decoded size: UTF-8/binary length of its strings, the width of fixed-size values, computed from
-    the column buffers without building a single Python value."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    total = pa.array([0] * batch.num_rows, type=pa.int64())
-    for column in batch.columns:
-        kind = column.type
-        if pa.types.is_dictionary(kind) and _is_bytes_type(kind.value_type):
-            lengths = pc.take(pc.binary_length(column.dictionary).cast(pa.int64()), column.indices)
-        elif _is_bytes_type(kind):
-            lengths = pc.binary_length(column).cast(pa.int64())
-        elif pa.types.is_boolean(kind) or pa.types.is_null(kind):
-            lengths = pa.array([1] * len(column), type=pa.int64())
-        else:
-            try:
-                width = max(1, kind.bit_width // 8)
-            except ValueError:  # nested: its buffers are already decoded, spread evenly over its rows
-                width = max(1, column.nbytes // max(1, len(column)))
-            lengths = pa.array([width] * len(column), type=pa.int64())
-        total = pc.add(total, pc.fill_null(lengths, 0))
-    return total.to_pylist()
-
-
-def _is_bytes_type(kind: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind)
-        or pa.types.is_large_binary(kind)
-    )
-
-
-def _iter_parquet(
-    path: str | os.PathLike[str],
-    *,
-    filename: str,
-    gzipped: bool,
-    column_map: dict[str, str] | None,
-    start_line: int,
-    max_expanded_bytes: int,
-    max_line_bytes: int,
-) -> Iterator[Row]:
-    """Rows of a Parquet file, each counted by its decoded size against the per-row and whole-file limits.
-
-    A few hundred bytes of Parquet can decode to gigabytes (one long string in a dictionary page, repeated by
-    run-length-encoded indices), so string columns are read as dictionary arrays, rows are sized from the arrays'
-    buffers, and Python values are built only for rows within the limits, a few MB at a time.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    temp_path = None
-    try:
-        if gzipped:
-            # Parquet needs random access, so a gzipped one is expanded to a temporary file (bounded by the limit).
-            src = _Source(path, gzipped=True, limit=max_expanded_bytes, filename=filename)
-            try:
-                with tempfile.NamedTemporaryFile(suffix=".parquet", delete=False) as temp:
-                    temp_path = temp.name
-                    while chunk := src.read(_SKIP_CHUNK):
-                        temp.write(chunk)
-            finally:
-                src.close()
-            path = temp_path
-        too_large = FileError(
-            f'"{filename}" decodes to more than {human_size(max_expanded_bytes)}, the most one upload may hold; '
-            "split it into smaller files"
-        )
-        if os.path.getsize(path) > max_expanded_bytes:
-            raise too_large
-        try:
-            schema = pq.ParquetFile(path).schema_arrow
-            as_dictionary = [field.name for field in schema if _is_bytes_type(field.type)]
-            parquet = pq.ParquetFile(path, read_dictionary=as_dictionary)
-        except (pa.ArrowException, OSError) as exc:
-            raise FileError(f'"{filename}" is not a readable Parquet file ({exc}); export it again') from None
-        names = parquet.schema_arrow.names
-        columns = None
-        if column_map:
-            missing = [name for name in column_map if name not in names]
-            if missing:
-                raise FileError(
-                    f'column "{missing[0]}" of the column mapping is not in "{filename}" (found: {", ".join(names)})'
-                )
-            columns = list(column_map)
-        metadata = parquet.metadata
-        if metadata.num_rows == 0:
-            raise FileError(f'"{filename}" has no records')
-        # Pages that are not dictionary-encoded decode to their uncompressed size, known before reading any.
-        if sum(metadata.row_group(g).total_byte_size for g in range(metadata.num_row_groups)) > max_expanded_bytes:
-            raise too_large
-        row_no = 0
-        decoded = 0
-        try:
-            for group in range(parquet.num_row_groups):
-                meta = metadata.row_group(group)
-                encoded_per_row = meta.total_byte_size // max(1, meta.num_rows)
-                batch_rows = max(1, min(_PARQUET_BATCH_ROWS, _PARQUET_BATCH_BYTES // max(1, encoded_per_row)))
-                batches = parquet.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns)
-                for batch in batches:
-                    sizes = _parquet_row_sizes(batch)
-                    first = 0
-                    while first < len(sizes):
-                        # A run of rows worth at most _PARQUET_BATCH_BYTES once decoded (one row at least).
-                        last, run = first, 0
-                        while last < len(sizes) and (last == first or run + sizes[last] <= _PARQUET_BATCH_BYTES):
-                            run += sizes[last]
-                            last += 1
-                        keep = [i for i in range(first, last) if sizes[i] <= max_line_bytes]
-                        values = iter(batch.take(keep).to_pylist()) if keep else iter(())
-                        for i in range(first, last):
-                            row_no += 1
-                            decoded += sizes[i]
-                            if decoded > max_expanded_bytes:
-                                raise too_large
-                            data = next(values) if sizes[i] <= max_line_bytes else None
-                            if row_no <= start_line:
-                                continue
-                            if data is None:
-                                yield Row(row_no, None, _too_long(row_no, sizes[i], max_line_bytes), sizes[i])
-                            else:
-                                yield Row(row_no, _map_keys(data, column_map), None, sizes[i])
-                        first = last
-        except (pa.ArrowException, OSError) as exc:
-            raise FileError(f'"{filename}" is a damaged Parquet file ({exc}); export it again') from None
-    finally:
-        if temp_path is not None:
-            os.unlink(temp_path)
 
 
 __all__ = ["SUPPORTED", "FileError", "Row", "detect_format", "human_size", "iter_rows"]
