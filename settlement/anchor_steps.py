@@ -116,7 +116,16 @@ def _apply_verdict(settlement: Settlement, verdict: ChainVerdict) -> bool:
             if verdict.gas_used is not None:
                 settlement.gas_used = verdict.gas_used
                 settlement.confirmations = verdict.confirmations or 0
-        _confirm(settlement, "already anchored on chain with our root")
+        sent_by_us = bool(verdict.tx_hash) and SettlementTx.objects.filter(
+            settlement=settlement, tx_hash=verdict.tx_hash
+        ).exists()
+        where = f" in block {verdict.block_number}" if verdict.block_number else ""
+        _confirm(
+            settlement,
+            f"anchored by our transaction {verdict.tx_hash}{where}"
+            if sent_by_us
+            else "our root was already on chain (a transaction of an earlier attempt landed): recorded, nothing sent",
+        )
     else:
         _alarm(
             settlement,

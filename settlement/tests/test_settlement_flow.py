@@ -35,6 +35,8 @@ def test_epoch_settles_and_contributor_claims(settle_chain: Web3) -> None:
     settlement = settle(epoch.number, settle_chain)
 
     assert settlement.state == Settlement.State.CONFIRMED, (settlement.alarm, settlement.last_error)
+    # A first settlement says what it did, not "already anchored" (issue 15, counters that lie).
+    assert settlement.note.startswith(f"anchored by our transaction {settlement.tx_hash}"), settlement.note
     epoch.refresh_from_db()
     assert epoch.status == Epoch.Status.SETTLED
     distributor = chain_config.deployment(settle_chain).distributor
