@@ -85,6 +85,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "examples_per_s",
             "eta_s",
             "loss_history",
+            "eval_history",
+            "phase",
             "job",
             "version",
             "created_at",

@@ -58,6 +58,12 @@ class TrainingRun(models.Model):
     examples_per_s = models.FloatField(default=0)
     eta_s = models.FloatField(null=True, blank=True)
     loss_history = models.JSONField(default=list, blank=True)
+    eval_history = models.JSONField(default=list, blank=True, help_text="[step, validation loss] per evaluation.")
+    phase = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The phase before or between steps: {name, done, total, unit, rate, eta_s}.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

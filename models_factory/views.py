@@ -13,6 +13,7 @@ from models_factory import hooks, services
 from models_factory.artifacts import artifact_zip
 from models_factory.models import MLModel
 from models_factory.selectors import buildable_datanets, ml_models_visible, training_runs_visible, versions_visible
+from models_factory.services.training import phase_message
 
 HYPER_FIELDS = [
     ("epochs", int),
@@ -99,10 +100,18 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(run)
 
 
+# Versions registered before training figures moved to metrics["training"] held them among the validation metrics.
+TRAINING_FIGURES_BEFORE_0004 = {"train_examples_per_s", "n_train_examples", "n_dropped_too_long"}
+
+
 def run_detail(request: HttpRequest, pk: str) -> HttpResponse:
     run = get_object_or_404(training_runs_visible(request.user), pk=pk)
+    # Before the first step (loading, tokenizing, embedding) the page shows that phase's counts, not "0 / 0".
+    phase = phase_message(run.phase) if run.phase.get("name") and run.job.is_active else ""
     return render(
-        request, "models_factory/run.html", {"run": run, "job": run.job, "version": getattr(run, "model_version", None)}
+        request,
+        "models_factory/run.html",
+        {"run": run, "job": run.job, "version": getattr(run, "model_version", None), "phase": phase},
     )
 
 
@@ -141,7 +150,12 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "is_builder": request.user.is_authenticated and v.ml_model.builder_id == request.user.pk,
             "balance": account.balance if account else 0,
             "panels": hooks.version_panels(request, v),
-            "scalar_metrics": {k: val for k, val in v.metrics.items() if isinstance(val, (int, float))},
+            "scalar_metrics": {
+                k: val
+                for k, val in v.metrics.items()
+                if isinstance(val, (int, float)) and k not in TRAINING_FIGURES_BEFORE_0004
+            },
+            "training": v.metrics.get("training") or {},
             "hyperparameters": {
                 k: val
                 for k, val in v.hyperparameters.items()

@@ -115,6 +115,14 @@ def _run_and_record(version: ModelVersion, consumer: User, payload: dict[str, An
                 temperature=temperature,
                 seed=int(payload.get("seed", 0)),
             )
+            if not generated.strip():
+                # Refused rather than recorded with fee 0: a paid call is what receipts, rewards and settlement
+                # build on, and an empty output has nothing to attribute; the caller's reserved fee is refunded.
+                raise UserError(
+                    f"The model generated no text for this prompt ({tokens_out} token{'s' if tokens_out != 1 else ''}"
+                    " that decode to nothing), so nothing was charged. Try a longer max_tokens, a temperature above"
+                    " 0, or a different prompt."
+                )
             output = {"text": generated}
     except InputError as exc:
         raise UserError(sentence(str(exc))) from None

@@ -120,7 +120,10 @@ def training_run_create(
     base_model: str = "",
     method: str = "",
     hyperparameters: dict[str, Any] | None = None,
+    enqueue: bool = True,
 ) -> TrainingRun:
+    """A queued run of a model on one of its Datanet's snapshots. ``enqueue=False`` leaves the job for the caller
+    to run in its own process (``training_run_execute``), as ``manage.py train`` does."""
     from models_factory.trainers import ConfigError, TrainConfig
 
     if not can_build_on(actor, snapshot.datanet) or not can_build_on(actor, ml_model.datanet):
@@ -164,24 +167,56 @@ def training_run_create(
         job.target_id = str(run.pk)
         job.save(update_fields=["target_id"])
         audit_record(actor=actor, action="training.start", target=run, after={"config": config.to_dict()})
-        job_enqueue(job)
+        if enqueue:
+            job_enqueue(job)
     return run
 
 
-class _JobCallbacks:
-    """Writes trainer progress to the run and its job; reads cancellation from the job row."""
+def phase_message(phase: dict[str, Any]) -> str:
+    """'embedding 128 / 560 texts · 41.0/s · 11 s left': one line for the job, the run page and the CLI."""
+    parts = [f"{phase['name']} {phase['done']:,} / {phase['total']:,} {phase['unit']}"]
+    if phase.get("rate"):
+        parts.append(f"{phase['rate']:.1f}/s")
+    if phase.get("eta_s") is not None:
+        parts.append(f"{round(phase['eta_s']):,} s left")
+    return " · ".join(parts)
 
-    def __init__(self, run: TrainingRun, job: Job) -> None:
+
+class _JobCallbacks:
+    """Writes trainer progress to the run and its job; reads cancellation from the job row. ``forward`` is another
+    callbacks object that sees every report too (the command line's progress bar)."""
+
+    def __init__(self, run: TrainingRun, job: Job, forward: Any = None) -> None:
         self.run = run
+        self.forward = forward
         self.progress = JobProgress(job, total=0, unit="steps", interval=1.0)
         self._last_cancel_check = 0.0
         self._cancelled = False
         self._loss: list[list[float]] = list(run.loss_history or [])
+        self._evals: list[list[float]] = list(run.eval_history or [])
         self._last_flush = 0.0
+        self._last_phase_flush = 0.0
+        self.on_phase("loading data and the base model", 0, 0, "steps", 0.0, None)
+
+    def _forward(self, name: str, *args: Any) -> None:
+        fn = getattr(self.forward, name, None)
+        if fn is not None:
+            fn(*args)
+
+    def on_phase(self, phase: str, done: int, total: int, unit: str, rate: float, eta_s: float | None) -> None:
+        self._forward("on_phase", phase, done, total, unit, rate, eta_s)
+        now = time.monotonic()
+        if now - self._last_phase_flush < 1.0 and 0 < done < total:
+            return
+        self._last_phase_flush = now
+        state = {"name": phase, "done": done, "total": total, "unit": unit, "rate": round(rate, 3), "eta_s": eta_s}
+        TrainingRun.objects.filter(pk=self.run.pk).update(phase=state, eta_s=eta_s)
+        self.progress.update(done, total=total, message=phase_message(state), force=True)
 
     def on_progress(
         self, step: int, total_steps: int, epoch: float, loss: float, examples_per_s: float, eta_s: float | None
     ) -> None:
+        self._forward("on_progress", step, total_steps, epoch, loss, examples_per_s, eta_s)
         self._loss.append([step, round(float(loss), 6)])
         now = time.monotonic()
         if now - self._last_flush < 1.0 and step < total_steps:
@@ -194,11 +229,20 @@ class _JobCallbacks:
             examples_per_s=examples_per_s,
             eta_s=eta_s,
             loss_history=self._loss[-2000:],
+            phase={},
         )
-        self.progress.update(step, total=total_steps, message=f"step {step}/{total_steps}, loss {loss:.4f}", force=True)
+        self.progress.update(
+            step,
+            total=total_steps,
+            message=f"step {step}/{total_steps}, epoch {epoch:.2f}, loss {loss:.4f}",
+            force=True,
+        )
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
-        pass
+        self._forward("on_eval", step, metrics)
+        if metrics.get("val_loss") is not None:
+            self._evals.append([step, round(float(metrics["val_loss"]), 6)])
+            TrainingRun.objects.filter(pk=self.run.pk).update(eval_history=self._evals[-500:])
 
     def should_cancel(self) -> bool:
         now = time.monotonic()
@@ -225,11 +269,13 @@ def _snapshot_rows(snapshot: Snapshot) -> tuple[list[dict[str, Any]], list[dict[
     return train, val
 
 
-def training_run_execute(*, job_id: str) -> None:
-    job_run(job_id, _train)
+def training_run_execute(*, job_id: str, progress: Any = None) -> None:
+    """Run a queued training job in this process (the worker's task, or ``manage.py train``) and register its
+    version. ``progress``: a callbacks object that also sees every report, for a terminal progress bar."""
+    job_run(job_id, lambda job: _train(job, progress))
 
 
-def _train(job: Job) -> None:
+def _train(job: Job, progress: Any = None) -> None:
     from models_factory.trainers import (
         Cancelled,
         ClassifierTrainer,
@@ -245,7 +291,7 @@ def _train(job: Job) -> None:
     train, val = _snapshot_rows(run.snapshot)
     config = TrainConfig.from_dict(run.hyperparameters)
     output = models_dir() / str(run.id)
-    callbacks = _JobCallbacks(run, job)
+    callbacks = _JobCallbacks(run, job, progress)
     try:
         if run.ml_model.kind == MLModel.Kind.CLASSIFIER:
             result = ClassifierTrainer(run.base_model).train(
@@ -318,7 +364,13 @@ def _register(run: TrainingRun, result: Any) -> ModelVersion:
             artifact_location=artifact_publish(Path(result.artifact_dir), name=str(run.id)),
             artifact_size_bytes=result.artifact_size_bytes,
         )
-        TrainingRun.objects.filter(pk=run.pk).update(loss_history=[[s, v] for s, v in result.loss_history][-2000:])
+        evals = [[s, v] for s, v in result.metrics.get("eval_history", [])]
+        val_loss = result.metrics.get("val_loss")
+        if val_loss is not None and (not evals or evals[-1][0] != result.steps):
+            evals.append([result.steps, val_loss])  # the final evaluation, the one the card reports
+        TrainingRun.objects.filter(pk=run.pk).update(
+            loss_history=[[s, v] for s, v in result.loss_history][-2000:], eval_history=evals[-500:], phase={}
+        )
         audit_record(
             actor=run.created_by,
             action="model.register",

@@ -85,3 +85,26 @@ def test_consumer_with_credit_gets_a_prediction_via_api_key():
     assert resp.json()["output"]["label"] in {"negative", "positive"} and resp.json()["balance"] == 0
     empty = api.post(f"/api/models/{version.pk}/infer/", {"text": ""}, format="json")
     assert empty.status_code == 400
+
+
+def test_run_page_shows_the_embedding_phase_before_the_first_step(client):
+    from core.jobs import job_create
+    from models_factory.models import TrainingRun
+
+    datanet, snapshot = snapshot_with(sentiment_records(), labels=["negative", "positive"])
+    model = services.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="Sentiment")
+    job = job_create(kind="train", user=datanet.owner, message="embedding 128 / 560 texts · 41.0/s · 10 s left")
+    job.status = "running"
+    job.save(update_fields=["status"])
+    phase = {"name": "embedding", "done": 128, "total": 560, "unit": "texts", "rate": 41.0, "eta_s": 10.5}
+    run = TrainingRun.objects.create(
+        ml_model=model, snapshot=snapshot, base_model="minilm", method="head", job=job, created_by=datanet.owner,
+        phase=phase, eta_s=10.5, eval_history=[[4, 0.61]],
+    )  # fmt: skip
+    client.force_login(datanet.owner)
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert "embedding 128 / 560 texts · 41.0/s · 10 s left" in page
+    assert "0 / 0" not in page and "no data yet" not in page
+    assert "validation loss at each evaluation" in page
+    body = client.get(reverse("api:training-run-detail", args=[run.pk])).json()
+    assert body["phase"] == phase and body["eval_history"] == [[4, 0.61]]

@@ -22,6 +22,7 @@ from models_factory.trainers.common import (
     CLASSIFIER_METHODS,
     Callbacks,
     NullCallbacks,
+    PhaseMeter,
     TrainConfig,
     TrainResult,
     atomic_output_dir,
@@ -37,6 +38,7 @@ from models_factory.trainers.loop import LoopSpec, clear_checkpoints, iter_chunk
 MIN_RECORDS = 4
 ARTIFACT_FORMAT = "datanets-text-classifier"
 EMBED_BATCH = 64
+TOKENIZE_BATCH = 256
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -182,8 +184,9 @@ class ClassifierTrainer:
         y_train = [index[label] for label in labels]
         y_val = [index[label] for label in val_labels]
         max_len = min(config.max_length, getattr(encoder.config, "max_position_embeddings", config.max_length))
-        tok_train = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
-        tok_val = tokenizer(val_texts, truncation=True, max_length=max_len)["input_ids"]
+        meter = PhaseMeter(callbacks, "tokenizing", len(texts) + len(val_texts), unit="texts")
+        tok_train = tokenize_all(tokenizer, texts, max_len, meter)
+        tok_val = tokenize_all(tokenizer, val_texts, max_len, meter)
         pad_id = tokenizer.pad_token_id or 0
 
         fingerprint = content_hash(
@@ -196,7 +199,9 @@ class ClassifierTrainer:
             }
         )
         spec = (
-            self._head_spec(model, choice, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
+            self._head_spec(
+                model, choice, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list, callbacks
+            )
             if config.method == "head"
             else self._full_spec(model, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
         )
@@ -208,7 +213,8 @@ class ClassifierTrainer:
         with torch.no_grad():
             metrics = spec.evaluate(trained)
         metrics["validation_source"] = validation_note
-        metrics["train_examples_per_s"] = outcome.examples_per_s
+        # What the run did rather than how the model scores: the card shows it apart from the validation metrics.
+        metrics["training"] = {"examples_per_s": outcome.examples_per_s, "n_train_examples": len(texts)}
         if outcome.eval_history:
             metrics["eval_history"] = [[s, m["val_loss"]] for s, m in outcome.eval_history]
 
@@ -229,6 +235,7 @@ class ClassifierTrainer:
             steps=outcome.steps,
             train_examples=len(texts),
             resumed_from_step=outcome.resumed_from_step,
+            examples_per_s=outcome.examples_per_s,
         )
         if outcome.is_main_process:
             with atomic_output_dir(Path(output_dir)) as scratch:
@@ -251,10 +258,12 @@ class ClassifierTrainer:
         config: TrainConfig,
         fingerprint: str,
         label_list: list[str],
+        callbacks: Callbacks,
     ) -> LoopSpec:
         model.encoder.to(choice.device).eval()
-        train_x = embed_all(model, tok_train, pad_id, choice)
-        val_x = embed_all(model, tok_val, pad_id, choice)
+        meter = PhaseMeter(callbacks, "embedding", len(tok_train) + len(tok_val), unit="texts")
+        train_x = embed_all(model, tok_train, pad_id, choice, meter)
+        val_x = embed_all(model, tok_val, pad_id, choice, meter)
         model.encoder.cpu()
         train_y = torch.tensor(y_train)
         val_y = torch.tensor(y_val)
@@ -388,7 +397,19 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
-def embed_all(model: TextClassifier, rows: list[list[int]], pad_id: int, choice: DeviceChoice) -> torch.Tensor:
+def tokenize_all(tokenizer: Any, texts: list[str], max_len: int, meter: PhaseMeter | None = None) -> list[list[int]]:
+    """Token ids of each text, cut at `max_len`, in chunks so a long tokenizing pass reports its progress."""
+    out: list[list[int]] = []
+    for chunk in iter_chunks(texts, TOKENIZE_BATCH):
+        out.extend(tokenizer(chunk, truncation=True, max_length=max_len)["input_ids"])
+        if meter is not None:
+            meter.advance(len(chunk))
+    return out
+
+
+def embed_all(
+    model: TextClassifier, rows: list[list[int]], pad_id: int, choice: DeviceChoice, meter: PhaseMeter | None = None
+) -> torch.Tensor:
     """Pooled embeddings in input order; batches are formed by length so little compute goes to padding."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     out = torch.empty((len(rows), model.head.in_features))
@@ -401,6 +422,8 @@ def embed_all(model: TextClassifier, rows: list[list[int]], pad_id: int, choice:
         for chunk in iter_chunks(order, EMBED_BATCH):
             ids, mask = pad_batch([rows[i] for i in chunk], pad_id)
             out[chunk] = model.embed(ids.to(choice.device), mask.to(choice.device)).float().cpu()
+            if meter is not None:
+                meter.advance(len(chunk))
     return out
 
 

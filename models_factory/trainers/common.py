@@ -9,6 +9,7 @@ import os
 import platform
 import random
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from core.canonical import content_hash
-from models_factory.trainers.errors import ConfigError
+from models_factory.trainers.errors import Cancelled, ConfigError
 
 CLASSIFIER_METHODS = ("head", "full")
 GENERATIVE_METHODS = ("lora",)
@@ -118,7 +119,7 @@ class Callbacks(Protocol):
     """What a trainer reports to whoever runs it (a Celery task updating a Job row, a test, the CLI)."""
 
     def on_progress(
-        self, step: int, total_steps: int, epoch: int, loss: float, examples_per_s: float, eta_s: float
+        self, step: int, total_steps: int, epoch: float, loss: float, examples_per_s: float, eta_s: float
     ) -> None: ...
 
     def should_cancel(self) -> bool: ...
@@ -127,11 +128,18 @@ class Callbacks(Protocol):
 
 
 class NullCallbacks:
-    """Does nothing; subclass it and override what you need. `on_eval` is optional on other callback objects."""
+    """Does nothing; subclass it and override what you need. `on_eval` and `on_phase` are optional on other
+    callback objects.
+
+    `on_progress` reports training steps (`epoch` is fractional: 0.25 a quarter into the first epoch);
+    `on_phase` reports the work before the steps (tokenizing, embedding) as items done of a total."""
 
     def on_progress(
-        self, step: int, total_steps: int, epoch: int, loss: float, examples_per_s: float, eta_s: float
+        self, step: int, total_steps: int, epoch: float, loss: float, examples_per_s: float, eta_s: float
     ) -> None:
+        pass
+
+    def on_phase(self, phase: str, done: int, total: int, unit: str, rate: float, eta_s: float | None) -> None:
         pass
 
     def should_cancel(self) -> bool:
@@ -142,6 +150,41 @@ class NullCallbacks:
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
         pass
+
+
+class PhaseMeter:
+    """Counts the items of a phase that is not training steps and reports them (count, rate, time left) through
+    the callbacks' optional `on_phase`, at most every `interval` seconds and always at the start and the end.
+    A cancel asked for during the phase stops the run here rather than after it."""
+
+    def __init__(self, callbacks: Any, phase: str, total: int, *, unit: str = "records", interval: float = 0.5) -> None:
+        self.callbacks = callbacks
+        self.phase = phase
+        self.total = total
+        self.unit = unit
+        self.interval = interval
+        self.done = 0
+        self.started = time.perf_counter()
+        self._last = 0.0
+        self._report(force=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        self._report(force=self.done >= self.total)
+        should_cancel = getattr(self.callbacks, "should_cancel", None)
+        if should_cancel is not None and should_cancel():
+            raise Cancelled(f"cancelled while {self.phase} ({self.done} of {self.total} {self.unit})")
+
+    def _report(self, *, force: bool) -> None:
+        on_phase = getattr(self.callbacks, "on_phase", None)
+        now = time.perf_counter()
+        if on_phase is None or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        on_phase(self.phase, self.done, self.total, self.unit, rate, eta)
 
 
 @dataclass
@@ -163,6 +206,7 @@ class TrainResult:
     train_examples: int
     resumed_from_step: int | None = None
     duration_s: float = 0.0
+    examples_per_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

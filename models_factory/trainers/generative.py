@@ -33,6 +33,7 @@ from models_factory.trainers.common import (
     GENERATIVE_METHODS,
     Callbacks,
     NullCallbacks,
+    PhaseMeter,
     TrainConfig,
     TrainResult,
     atomic_output_dir,
@@ -92,14 +93,41 @@ def response_text(tokenizer: Any, prompt: str, response: str) -> str:
     return response + (tokenizer.eos_token or "")
 
 
-def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]] | None:
-    """(input_ids, labels) with the prompt masked; None when truncation leaves no response token."""
-    head = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    tail = tokenizer(response_text(tokenizer, prompt, response), add_special_tokens=False)["input_ids"]
-    ids = (head + tail)[:max_length]
-    labels = ([IGNORE] * len(head) + tail)[:max_length]
-    if all(label == IGNORE for label in labels):
-        return None
+MIN_PROMPT_TOKENS = 8
+
+
+def _token_ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_example(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int], bool]:
+    """(input_ids, labels, truncated) with the prompt masked. A pair longer than `max_length` is never dropped:
+    the end of the prompt goes first (its context, which `record_to_pair` puts after the question, then the
+    question's end), re-wrapped in the prompt format so the model sees the same frame as at serving; the answer
+    is cut only when it does not fit beside the shortest prompt."""
+    head = _token_ids(tokenizer, prompt_text(tokenizer, prompt))
+    tail = _token_ids(tokenizer, response_text(tokenizer, prompt, response))
+    if len(head) + len(tail) <= max_length:
+        return head + tail, [IGNORE] * len(head) + tail, False
+    frame = len(_token_ids(tokenizer, prompt_text(tokenizer, "")))
+    words = _token_ids(tokenizer, prompt)
+    budget = min(len(words), max(MIN_PROMPT_TOKENS, max_length - len(tail) - frame))
+    for _ in range(4):  # decoding and re-encoding can differ by a token or two
+        head = _token_ids(tokenizer, prompt_text(tokenizer, tokenizer.decode(words[:budget], skip_special_tokens=True)))
+        if len(head) + len(tail) <= max_length or budget <= MIN_PROMPT_TOKENS:
+            break
+        budget = max(MIN_PROMPT_TOKENS, budget - (len(head) + len(tail) - max_length))
+    # The answer keeps what the shortened prompt leaves, and at least half the window when a long prompt frame
+    # (a chat template's system text) would leave it less.
+    keep_tail = min(len(tail), max(max_length - len(head), max_length // 2))
+    head = head[: max_length - keep_tail]
+    tail = tail[:keep_tail]
+    return head + tail, [IGNORE] * len(head) + tail, True
+
+
+def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of `encode_example`, for callers that do not count truncations."""
+    ids, labels, _ = encode_example(tokenizer, prompt, response, max_length)
     return ids, labels
 
 
@@ -214,12 +242,16 @@ class LoRATrainer:
 
         dtype = torch.bfloat16 if choice.autocast_dtype == torch.bfloat16 else torch.float32
         base, tokenizer = load_causal_lm(ref, dtype=dtype)
-        train_rows = [row for p, r in pairs if (row := encode_pair(tokenizer, p, r, config.max_length))]
-        val_rows = [row for p, r in val_pairs if (row := encode_pair(tokenizer, p, r, config.max_length))]
-        if not train_rows:
-            raise DataError(f"max_length {config.max_length} cuts off every response; raise max_length")
-        if not val_rows:
-            val_rows = train_rows
+        meter = PhaseMeter(callbacks, "tokenizing", len(pairs) + len(val_pairs), unit="records")
+        train_rows: list[tuple[list[int], list[int]]] = []
+        val_rows: list[tuple[list[int], list[int]]] = []
+        n_truncated = 0
+        for rows, source in ((train_rows, pairs), (val_rows, val_pairs)):
+            for p, r in source:
+                ids, labels, truncated = encode_example(tokenizer, p, r, config.max_length)
+                rows.append((ids, labels))
+                n_truncated += truncated and rows is train_rows
+                meter.advance()
         pad_id = tokenizer.pad_token_id
 
         set_seed(config.seed)
@@ -285,9 +317,13 @@ class LoRATrainer:
                 for p, r in val_pairs[:n_samples]
             ]
         metrics["validation_source"] = validation_note
-        metrics["train_examples_per_s"] = outcome.examples_per_s
-        metrics["n_train_examples"] = len(train_rows)
-        metrics["n_dropped_too_long"] = len(pairs) - len(train_rows)
+        # What the run did rather than how the model scores: the card shows it apart from the validation metrics.
+        metrics["training"] = {
+            "examples_per_s": outcome.examples_per_s,
+            "n_train_examples": len(train_rows),
+            "n_truncated": n_truncated,
+            "max_length": config.max_length,
+        }
         if outcome.eval_history:
             metrics["eval_history"] = [[s, m["val_loss"]] for s, m in outcome.eval_history]
 
@@ -308,6 +344,7 @@ class LoRATrainer:
             steps=outcome.steps,
             train_examples=len(train_rows),
             resumed_from_step=outcome.resumed_from_step,
+            examples_per_s=outcome.examples_per_s,
         )
         if outcome.is_main_process:
             with atomic_output_dir(output_dir) as scratch:

@@ -264,6 +264,9 @@ def _run_loop(
     loop_started = started = time.perf_counter()
     examples_done = 0
     step = start_step
+    on_phase = getattr(callbacks, "on_phase", None)
+    if on_phase is not None:
+        on_phase("training", step, total_steps, "steps", 0.0, None)
     while step < total_steps:
         if callbacks.should_cancel():
             raise Cancelled(f"cancelled at step {step} of {total_steps}")
@@ -319,7 +322,7 @@ def _run_loop(
                 )
                 callbacks.on_checkpoint(path)
             runner.wait_for_everyone()
-        callbacks.on_progress(step, total_steps, epoch + 1, value, rate, eta)
+        callbacks.on_progress(step, total_steps, step / steps_per_epoch, value, rate, eta)
 
     elapsed = time.perf_counter() - started
     runner.wait_for_everyone()

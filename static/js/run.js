@@ -10,11 +10,19 @@
     $("run-bar").style.width = job.percent.toFixed(1) + "%";
     $("run-status").textContent = job.status; $("run-status").className = "pill " + job.status;
     $("run-text").textContent = job.message + (job.error ? " — " + job.error : "");
-    $("run-step").textContent = run.step + " / " + run.total_steps;
+    // Before the first step the run reports its phase (loading, tokenizing, embedding) with counts and rate.
+    const phase = run.phase || {};
+    const active = job.status === "queued" || job.status === "running";
+    if (phase.name && active) {
+      let text = phase.name + " " + phase.done.toLocaleString() + " / " + phase.total.toLocaleString() + " " + phase.unit;
+      if (phase.rate) text += " · " + phase.rate.toFixed(1) + "/s";
+      $("run-phase").textContent = text; $("run-phase").hidden = false;
+    } else { $("run-phase").hidden = true; }
+    $("run-step").textContent = run.total_steps ? run.step + " / " + run.total_steps : "–";
     $("run-epoch").textContent = run.epoch.toFixed(2);
     $("run-speed").textContent = run.examples_per_s.toFixed(1);
     $("run-eta").textContent = run.eta_s != null && job.status === "running" ? window.Datanets.fmtSeconds(run.eta_s) : "–";
-    window.DatanetsCharts.line($("loss-chart"), run.loss_history || []);
+    window.DatanetsCharts.loss($("loss-chart"), run.loss_history || [], run.eval_history || []);
     if (job.status === "queued" || job.status === "running") setTimeout(tick, 1000);
     else if (run.version && !$("run-version").textContent.trim()) window.location.reload();
   }
