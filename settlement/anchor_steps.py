@@ -116,9 +116,10 @@ def _apply_verdict(settlement: Settlement, verdict: ChainVerdict) -> bool:
             if verdict.gas_used is not None:
                 settlement.gas_used = verdict.gas_used
                 settlement.confirmations = verdict.confirmations or 0
-        sent_by_us = bool(verdict.tx_hash) and SettlementTx.objects.filter(
-            settlement=settlement, tx_hash=verdict.tx_hash
-        ).exists()
+        sent_by_us = (
+            bool(verdict.tx_hash)
+            and SettlementTx.objects.filter(settlement=settlement, tx_hash=verdict.tx_hash).exists()
+        )
         where = f" in block {verdict.block_number}" if verdict.block_number else ""
         _confirm(
             settlement,
