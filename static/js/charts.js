@@ -49,8 +49,8 @@ window.DatanetsCharts = {
     el("text", { ...grey, x: 12, y: (T + H - B) / 2, "text-anchor": "middle", transform: "rotate(-90 12 " + (T + H - B) / 2 + ")" }, "loss");
     const line = (pts, attrs) => el("polyline", { points: pts.map(p => sx(p[0]) + "," + sy(p[1])).join(" "), fill: "none", ...attrs });
     if (train.length) {
-      line(train, { stroke: "#3b5bdb", "stroke-opacity": 0.25, "stroke-width": 1 });
-      line(this.smooth(train, train.length > 20 ? 0.9 : 0.6), { stroke: "#3b5bdb", "stroke-width": 2 });
+      line(train, { "data-series": "raw", stroke: "#3b5bdb", "stroke-opacity": 0.25, "stroke-width": 1 });
+      line(this.smooth(train, train.length > 20 ? 0.9 : 0.6), { "data-series": "smoothed", stroke: "#3b5bdb", "stroke-width": 2 });
     }
     if (val.length > 1) line(val, { stroke: "#e8590c", "stroke-width": 1.5, "stroke-dasharray": "4 3" });
     for (const p of val) el("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 3.5, fill: "#e8590c" });

@@ -106,7 +106,7 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page
     # --- watch it: queued while no worker runs, then running to the end -----------------------------------------
     status = builder.get_by_test_id("run-status")
     expect(status).to_have_text("queued")
-    expect(builder.locator("#loss-chart")).to_contain_text("no data yet")
+    expect(builder.locator("#loss-chart")).to_contain_text("no steps yet")
     screenshot(builder, "mf-02-run-queued")
     stopped_worker.start()
     expect(status).to_have_text(re.compile("succeeded|failed|cancelled"), timeout=TRAIN_TIMEOUT_MS)
@@ -118,14 +118,14 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page
     assert total >= 4, total
     expect(builder.locator("#run-step")).to_have_text(f"{total} / {total}")
     expect(builder.locator("#run-bar")).to_have_attribute("style", re.compile(r"width:\s*100(\.0)?%"))
-    polyline = builder.locator("#loss-chart polyline")
+    polyline = builder.locator("#loss-chart polyline[data-series=raw]")
     expect(polyline).to_have_count(1)
     points = polyline.get_attribute("points").split()
     assert len(points) == total, points  # one point per step
     widths = [percent(w) for w in seen(builder, "bar")]
     assert widths[0] == 0 and widths[-1] == 100 and widths == sorted(widths), widths
     steps = seen(builder, "step")
-    assert steps[0] == "0 / 0" and steps[-1] == f"{total} / {total}", steps
+    assert steps[0] == "–" and steps[-1] == f"{total} / {total}", steps  # "–" until the step count is known
     statuses = seen(builder, "status")
     assert statuses[0] == "queued" and statuses[-1] == "succeeded", statuses
     screenshot(builder, "mf-03-run-succeeded")
@@ -148,7 +148,7 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page
     matrix = cm["matrix"] if isinstance(cm, dict) else cm
     cells = [int(c) for c in confusion.locator("tbody td").all_inner_texts()]
     assert cells == [n for row in matrix for n in row] and sum(cells) > 0, cells
-    expect(builder.locator("#loss-chart polyline")).to_have_count(1)
+    expect(builder.locator("#loss-chart polyline[data-series=raw]")).to_have_count(1)
     expect(builder.locator(".pill.muted", has_text="not deployed")).to_be_visible()
 
     # --- deploy at 3 credits a call ---------------------------------------------------------------------------
