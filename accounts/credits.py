@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from accounts.audit import audit_record
@@ -27,9 +29,8 @@ def credit_balance(*, user: User) -> int:
     return account.balance if account else 0
 
 
-def credits_grant(*, actor: User | None, user: User, amount: int) -> CreditAccount:
-    if amount <= 0:
-        raise UserError("Grant a positive number of credits.")
+def _credit(*, actor: User | None, user: User, amount: int, action: str, after: dict[str, Any]) -> CreditAccount:
+    """Add ``amount`` to the user's balance under a row lock, with an audit row (grants and refunds)."""
     with transaction.atomic():
         account, _ = CreditAccount.objects.select_for_update().get_or_create(user=user)
         before = account.balance
@@ -37,12 +38,18 @@ def credits_grant(*, actor: User | None, user: User, amount: int) -> CreditAccou
         account.save(update_fields=["balance", "updated_at"])
         audit_record(
             actor=actor,
-            action="credits.grant",
+            action=action,
             target=account,
             before={"balance": before},
-            after={"balance": account.balance},
+            after={"balance": account.balance, **after},
         )
     return account
+
+
+def credits_grant(*, actor: User | None, user: User, amount: int) -> CreditAccount:
+    if amount <= 0:
+        raise UserError("Grant a positive number of credits.")
+    return _credit(actor=actor, user=user, amount=amount, action="credits.grant", after={})
 
 
 def credits_debit(*, user: User, amount: int, reason: str) -> CreditAccount:
@@ -72,16 +79,6 @@ def credits_refund(*, user: User, amount: int, reason: str) -> CreditAccount:
     """Give back a reservation whose work failed (the reserve-then-run order means a refused call never runs)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
         raise UserError("A refund must be a whole, non-negative number of credits.")
-    with transaction.atomic():
-        account, _ = CreditAccount.objects.select_for_update().get_or_create(user=user)
-        before = account.balance
-        account.balance += amount
-        account.save(update_fields=["balance", "updated_at"])
-        audit_record(
-            actor=None,
-            action="credits.refund",
-            target=account,
-            before={"balance": before},
-            after={"balance": account.balance, "amount": amount, "reason": reason},
-        )
-    return account
+    return _credit(
+        actor=None, user=user, amount=amount, action="credits.refund", after={"amount": amount, "reason": reason}
+    )
