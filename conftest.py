@@ -29,6 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
         (broker / name).mkdir(parents=True, exist_ok=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests skip at collection time on a machine without Chromium, so no worker or demo starts for nothing.
+    from datanets.tests.browser.conftest import _skip_reason
+
+    reason = _skip_reason()
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_limits() -> Iterator[None]:
     """Throttle and lockout counters start at zero in every test."""

@@ -40,16 +40,6 @@ def _skip_reason() -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Skip at collection time so a machine without Chromium does not start a worker for nothing.
-    reason = _skip_reason()
-    if reason is None:
-        return
-    for item in items:
-        if HERE in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.skip(reason=reason))
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One Chromium per test module. Module scope, not session: while Playwright's sync API is open it keeps a
