@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 from rest_framework import serializers
 
 from accounts.models import User
 from core.serializers import JobSerializer
+from datanets import selectors
 from datanets.models import Contribution, Datanet, Record, RowError, Snapshot, SnapshotExport, Upload, Vote
 from datanets.services.datanets import DATANET_FIELDS
 
@@ -67,8 +69,7 @@ class RecordSerializer(serializers.ModelSerializer):
 
     def _votes_open(self, record: Record) -> bool:
         request = self.context.get("request")
-        user = getattr(request, "user", None)
-        return record.status != Record.Status.PENDING or bool(user is not None and user.is_staff)
+        return selectors.votes_open(getattr(request, "user", None) or AnonymousUser(), record)
 
     def get_approvals(self, record: Record) -> int | None:
         return record.approvals if self._votes_open(record) else None

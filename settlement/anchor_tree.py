@@ -70,31 +70,37 @@ def _leaves(number: int) -> Leaves:
     by_account: dict[int, list[PayoutAddress]] = defaultdict(list)
     for payout in payouts.values():
         by_account[payout.account_id].append(payout)
-    unlinked = []
+    unlinked: list[dict[str, Any]] = []
     changed, created = [], []
+
+    def hold(account_id: int, total: int, reason: str, *, only_if_owed: bool = False) -> None:
+        """List an account left out of this tree, with what it is owed beyond what was published for it."""
+        credited = sum(int(p.cumulative) for p in by_account[account_id])
+        if total > credited or not only_if_owed:
+            unlinked.append(
+                {
+                    "account": users[account_id][0],
+                    "cumulative": str(total),
+                    "unpublished": str(total - credited),
+                    "reason": reason,
+                }
+            )
+
     for account_id, total in sorted(cumulative.items()):
         username, wallet = users[account_id]
         if not wallet:
-            credited = sum(int(p.cumulative) for p in by_account[account_id])
-            if total > credited:
-                unlinked.append(
-                    {
-                        "account": username,
-                        "cumulative": str(total),
-                        "unpublished": str(total - credited),
-                        "reason": "no linked wallet",
-                    }
-                )
+            hold(account_id, total, "no linked wallet", only_if_owed=True)
             continue
         address = to_checksum_address(wallet)
         earlier = [p for p in by_account[account_id] if p.address != address]
         if earlier and linked_at.get(account_id) and linked_at[account_id] > hold_from:
             # A wallet just changed: a stolen session must not redirect rewards at once. What was published for the
             # earlier address stays claimable there; the rest waits for the hold to end.
-            credited = sum(int(p.cumulative) for p in by_account[account_id])
-            reason = f"wallet changed on {linked_at[account_id]:%Y-%m-%d %H:%M} UTC; payouts to it wait {hold_hours} h"
-            unlinked.append(
-                {"account": username, "cumulative": str(total), "unpublished": str(total - credited), "reason": reason}
+            changed_at = linked_at[account_id]
+            hold(
+                account_id,
+                total,
+                f"wallet changed on {changed_at:%Y-%m-%d %H:%M} UTC; payouts to it wait {hold_hours} h",
             )
             continue
         elsewhere = sum(int(p.cumulative) for p in by_account[account_id] if p.address != address)
@@ -103,11 +109,8 @@ def _leaves(number: int) -> Leaves:
         if payout is not None and payout.account_id != account_id:
             # The address was already paid to another account (linked before the wallet check existed, or by hand):
             # this account waits with its totals kept, the others settle; an admin sees it on the epoch page.
-            credited = sum(int(p.cumulative) for p in by_account[account_id])
             reason = f"wallet {address} was already paid to another account; link another wallet"
-            unlinked.append(
-                {"account": username, "cumulative": str(total), "unpublished": str(total - credited), "reason": reason}
-            )
+            hold(account_id, total, reason)
             log.warning("settlement %s: %s held back: %s", number, username, reason)
             continue
         if payout is None:
