@@ -250,6 +250,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "datanets.expire_uploads", "schedule": 3600.0},
     # Earnings of the open epoch update every minute (closing an epoch accrues everything anyway).
     "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},
+    # Appeals whose panel missed the deadline go to the Datanet's owner.
+    "expire-appeals": {"task": "datanets.expire_appeals", "schedule": 300.0},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 
@@ -267,6 +269,11 @@ UPLOADS_OPEN_PER_USER = env_int("UPLOADS_OPEN_PER_USER", 5, minimum=1)
 UPLOAD_EXPIRE_HOURS = env_int("UPLOAD_EXPIRE_HOURS", 24, minimum=1)
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1)
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
+# Appeals: the panel's deadline; adaptive quorum: how long a drawn curator's turn on a disputed record lasts.
+APPEAL_DEADLINE_HOURS = env_int("APPEAL_DEADLINE_HOURS", 72, minimum=1)
+VOTE_REQUEST_HOURS = env_int("VOTE_REQUEST_HOURS", 48, minimum=1)
+# Receipt challenges: how long after a receipt is made anyone may challenge it by recomputing it.
+RECEIPT_CHALLENGE_HOURS = env_int("RECEIPT_CHALLENGE_HOURS", 14 * 24, minimum=1)
 # A job whose worker died this many times (killed by memory, say) fails instead of being sent again forever.
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # Address-space ceiling of each worker child (RLIMIT_AS, MiB; 0: none): a file that would take the machine's memory

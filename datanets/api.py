@@ -17,8 +17,11 @@ from rest_framework.response import Response
 from core.converters import ID_REGEX
 from core.errors import Forbidden, NotFound, TooLarge, UserError
 from datanets import selectors, services
-from datanets.models import Contribution, Datanet, Record, Snapshot, Upload
+from datanets.models import Appeal, Contribution, Datanet, Record, Snapshot, Upload
 from datanets.serializers import (
+    AppealFileSerializer,
+    AppealSerializer,
+    AppealVoteSerializer,
     ContributionSerializer,
     DatanetSerializer,
     PasteSerializer,
@@ -215,6 +218,7 @@ class DatanetViewSet(
         return Response(
             {
                 "counts": selectors.datanet_counts(datanet),
+                "agreement": selectors.datanet_agreement(datanet),
                 "curators": selectors.curator_stats(datanet),
                 "contributors": selectors.contributor_stats(datanet),
             }
@@ -318,3 +322,46 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         fmt = str(request.data.get("format", ""))
         export = services.snapshot_export_request(actor=request.user, snapshot=snapshot, fmt=fmt)
         return Response(SnapshotExportSerializer(export).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AppealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Appeals of decisions (a rejection, a confirmed flag, a penalty). Only an appeal's parties see it: the
+    appellant, those who made the decision, the drawn panel, the Datanet's owner, and staff."""
+
+    lookup_value_regex = ID_REGEX
+    serializer_class = AppealSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Appeal]:
+        services.appeals_expire()  # a deadline that passed moves the appeal to its owner before anyone reads it
+        if self.action == "list" and self.request.query_params.get("to_judge", "").lower() in {"1", "true"}:
+            qs = selectors.appeals_to_judge(self.request.user)
+        else:
+            qs = selectors.appeals_visible(self.request.user)
+        if slug := self.request.query_params.get("datanet"):
+            qs = qs.filter(datanet__slug=slug)
+        return qs.order_by("-created_at")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("datanet", str),
+            OpenApiParameter("to_judge", bool, description="Only open appeals waiting on your vote or decision."),
+        ]
+    )
+    def list(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=AppealFileSerializer, responses=AppealSerializer)
+    def create(self, request: Request) -> Response:
+        serializer = AppealFileSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        appeal = services.appeal_file(appellant=request.user, **serializer.validated_data)
+        return Response(AppealSerializer(appeal, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AppealVoteSerializer, responses=AppealSerializer)
+    @action(detail=True, methods=["post"])
+    def vote(self, request: Request, pk: str) -> Response:
+        serializer = AppealVoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        appeal = services.appeal_vote(voter=request.user, appeal_id=int(pk), **serializer.validated_data)
+        return Response(AppealSerializer(appeal, context={"request": request}).data, status=status.HTTP_201_CREATED)

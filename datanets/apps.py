@@ -12,3 +12,7 @@ class DatanetsConfig(AppConfig):
         jobs.register("ingest", "datanets.ingest_contribution")
         jobs.register_abandoned("ingest", contribution_abandoned)
         jobs.register("export", "datanets.export_snapshot")
+
+        from datanets.services.appeals import register_rejection_kind
+
+        register_rejection_kind()

@@ -32,6 +32,16 @@ class Datanet(models.Model):
     rejections_needed = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(20)]
     )
+    max_extra_votes = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MaxValueValidator(10)],
+        help_text="When curators disagree on a record, it asks for one more curator at a time, up to this many.",
+    )
+    appeal_panel = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(9)],
+        help_text="Curators drawn to judge an appeal; with fewer eligible, the owner decides it.",
+    )
     near_dup_threshold = models.FloatField(
         default=0.8,
         validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
@@ -184,6 +194,9 @@ class Record(models.Model):
     minhash = models.BinaryField(null=True, blank=True)
     approvals = models.PositiveSmallIntegerField(default=0)
     rejections = models.PositiveSmallIntegerField(default=0)
+    extra_votes = models.PositiveSmallIntegerField(
+        default=0, help_text="Votes asked for beyond the quorum because curators disagreed (adaptive quorum)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
@@ -352,3 +365,105 @@ class SnapshotExport(models.Model):
     @property
     def ready(self) -> bool:
         return bool(self.blob_name)
+
+
+class VoteRequest(models.Model):
+    """An extra vote a disputed record asked of one curator, drawn by standing (adaptive quorum). While it is
+    open and not expired, only that curator casts the record's next vote."""
+
+    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="vote_requests")
+    curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vote_requests")
+    round = models.PositiveSmallIntegerField()
+    seed = models.BigIntegerField()
+    weight = models.FloatField(help_text="The curator's draw weight (from standing) when drawn.")
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["record", "round"], name="one_vote_request_per_round"),
+            models.UniqueConstraint(fields=["record", "curator"], name="one_vote_request_per_curator"),
+        ]
+
+
+class Appeal(models.Model):
+    """A party's appeal of one decision, named by kind and id (a rejection here; a confirmed flag or a penalty
+    from the apps that register those kinds in ``datanets.appeals``). One appeal per decision."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        UPHELD = "upheld", "Upheld (the decision stands)"
+        OVERTURNED = "overturned", "Overturned"
+
+    class Decider(models.TextChoices):
+        PANEL = "panel", "Curators drawn by standing"
+        OWNER = "owner", "The Datanet's owner"
+
+    kind = models.CharField(max_length=20)
+    object_id = models.CharField(max_length=64)
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="appeals")
+    appellant = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appeals")
+    reason = models.TextField()
+    summary = models.CharField(max_length=300, help_text="The decision appealed, in words.")
+    decider = models.CharField(max_length=10, choices=Decider.choices, default=Decider.PANEL)
+    seed = models.BigIntegerField(help_text="Seed of the weighted draw, so anyone can replay it.")
+    deciders = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="decisions_appealed", help_text="Who made the decision."
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN, db_index=True)
+    deadline = models.DateTimeField()
+    outcome_reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "object_id"], name="one_appeal_per_decision"),
+            models.CheckConstraint(
+                condition=Q(status="open") | Q(decided_at__isnull=False), name="decided_appeal_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"appeal {self.pk} of {self.kind} {self.object_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("datanets:appeal", args=[self.datanet.slug, self.pk])
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class AppealAssignment(models.Model):
+    """A curator drawn for an appeal's panel, with the weight they were drawn by."""
+
+    appeal = models.ForeignKey(Appeal, on_delete=models.CASCADE, related_name="assignments")
+    curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="appeal_assignments")
+    weight = models.FloatField()
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["appeal", "curator"], name="one_assignment_per_curator")]
+
+
+class AppealVote(models.Model):
+    class Decision(models.TextChoices):
+        UPHOLD = "uphold", "Uphold the decision"
+        OVERTURN = "overturn", "Overturn it"
+
+    appeal = models.ForeignKey(Appeal, on_delete=models.CASCADE, related_name="votes")
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appeal_votes")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    reason = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["appeal", "voter"], name="one_appeal_vote_per_voter")]

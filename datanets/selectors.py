@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -10,7 +12,19 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from datanets.models import Contribution, ContributorStanding, Datanet, Membership, Record, Upload, Vote
+from datanets.agreement import krippendorff_alpha_nominal, smoothed_kappa
+from datanets.models import (
+    Appeal,
+    AppealVote,
+    Contribution,
+    ContributorStanding,
+    Datanet,
+    Membership,
+    Record,
+    Upload,
+    Vote,
+    VoteRequest,
+)
 
 
 def is_owner(user: User, datanet: Datanet) -> bool:
@@ -117,10 +131,14 @@ def review_queue(
     Keyset pagination keeps a page at a constant cost however deep the queue is (no OFFSET scan).
     """
     voted = Vote.objects.filter(record=OuterRef("pk"), curator=curator)
+    asked_of_another = VoteRequest.objects.filter(
+        record=OuterRef("pk"), answered_at__isnull=True, expires_at__gt=timezone.now()
+    ).exclude(curator=curator)
     qs = (
         Record.objects.filter(datanet=datanet, status=Record.Status.PENDING, id__gt=after_id)
         .exclude(contributor=curator)
         .filter(~Exists(voted))
+        .filter(~Exists(asked_of_another))
     )
     if label:
         qs = qs.filter(label=label)
@@ -129,6 +147,21 @@ def review_queue(
     if contribution_id:
         qs = qs.filter(contribution_id=contribution_id)
     return list(qs.select_related("contributor").order_by("id")[:limit])
+
+
+def vote_requests_for(curator: User, datanet: Datanet) -> list[VoteRequest]:
+    """Disputed records whose next vote was asked of this curator (shown first in their queue)."""
+    return list(
+        VoteRequest.objects.filter(
+            curator=curator,
+            record__datanet=datanet,
+            record__status=Record.Status.PENDING,
+            answered_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .select_related("record__contributor")
+        .order_by("expires_at")
+    )
 
 
 def start_of_today() -> datetime:
@@ -156,28 +189,202 @@ def upload_bytes_reserved(user: User, *, exclude: Any = None) -> int:
     return int(uploads.aggregate(s=Sum("size"))["s"] or 0)
 
 
+# A curator with no standing yet can still be drawn, rarely: everyone starts somewhere.
+DRAW_FLOOR = 0.05
+
+
+@dataclass
+class CuratorStanding:
+    """How one curator's judgement has held up in one Datanet.
+
+    ``kappa`` is the chance-corrected agreement of their votes with final outcomes (outcomes after appeals), so
+    approving everything scores about 0 however many votes it casts; ``appeal_factor`` falls as appeals go against
+    them (as panelist, or as one who made the decision overturned); ``standing`` is their product, in [0, 1]."""
+
+    user_id: int
+    username: str
+    votes: int = 0
+    approvals: int = 0
+    rejections: int = 0
+    resolved: int = 0
+    agreed: int = 0
+    kappa: float = 0.0
+    appeals: int = 0
+    appeals_agreed: int = 0
+    standing: float = 0.0
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.resolved if self.resolved else None
+
+    @property
+    def appeal_agreement(self) -> float | None:
+        return self.appeals_agreed / self.appeals if self.appeals else None
+
+    @property
+    def appeal_factor(self) -> float:
+        return (self.appeals_agreed + 2) / (self.appeals + 2)
+
+    @property
+    def draw_weight(self) -> float:
+        return DRAW_FLOOR + self.standing
+
+
+RESOLVED = [Record.Status.APPROVED, Record.Status.REJECTED]
+
+
+def curator_standings(datanet: Datanet, *, include_former: bool = False) -> dict[int, CuratorStanding]:
+    """Standing of each of the Datanet's curators (and, with ``include_former``, of everyone who voted in it)."""
+    out: dict[int, CuratorStanding] = {u.pk: CuratorStanding(u.pk, u.username) for u in curators_of(datanet)}
+    pairs: dict[int, list[tuple[bool, bool]]] = defaultdict(list)
+    rows = Vote.objects.filter(record__datanet=datanet).values_list(
+        "curator_id", "curator__username", "decision", "record__status"
+    )
+    for curator_id, username, decision, status in rows.iterator(chunk_size=5000):
+        if curator_id not in out:
+            if not include_former:
+                continue
+            out[curator_id] = CuratorStanding(curator_id, username)
+        s = out[curator_id]
+        s.votes += 1
+        approve = decision == Vote.Decision.APPROVE
+        s.approvals += approve
+        s.rejections += not approve
+        if status in RESOLVED:
+            approved = status == Record.Status.APPROVED
+            s.resolved += 1
+            s.agreed += approve == approved
+            pairs[curator_id].append((approve, approved))
+    decided = Appeal.deciders.through.objects.filter(appeal__datanet=datanet).exclude(appeal__status=Appeal.Status.OPEN)
+    for voter, status in decided.values_list("user_id", "appeal__status"):
+        if voter in out:
+            out[voter].appeals += 1
+            out[voter].appeals_agreed += status == Appeal.Status.UPHELD
+    panel = AppealVote.objects.filter(appeal__datanet=datanet).exclude(appeal__status=Appeal.Status.OPEN)
+    for curator_id, decision, status in panel.values_list("voter_id", "decision", "appeal__status"):
+        if curator_id in out:
+            out[curator_id].appeals += 1
+            out[curator_id].appeals_agreed += (decision == AppealVote.Decision.OVERTURN) == (
+                status == Appeal.Status.OVERTURNED
+            )
+    for curator_id, s in out.items():
+        s.kappa = smoothed_kappa(pairs[curator_id])
+        s.standing = max(0.0, s.kappa) * s.appeal_factor
+    return out
+
+
 def curator_stats(datanet: Datanet) -> list[dict[str, Any]]:
-    """Per curator: votes cast, and how often the vote agreed with the record's final outcome."""
-    stats = []
-    for curator in curators_of(datanet):
-        votes = Vote.objects.filter(record__datanet=datanet, curator=curator)
-        resolved = votes.filter(record__status__in=[Record.Status.APPROVED, Record.Status.REJECTED])
-        agreed = resolved.filter(
-            Q(decision=Vote.Decision.APPROVE, record__status=Record.Status.APPROVED)
-            | Q(decision=Vote.Decision.REJECT, record__status=Record.Status.REJECTED)
-        ).count()
-        n_resolved = resolved.count()
-        stats.append(
+    """Per curator: votes cast, agreement with final outcomes and with appeals, and the standing they give."""
+    return [
+        {
+            "curator": s.username,
+            "votes": s.votes,
+            "approvals": s.approvals,
+            "rejections": s.rejections,
+            "resolved": s.resolved,
+            "agreement": s.agreement,
+            "kappa": round(s.kappa, 4),
+            "appeals": s.appeals,
+            "appeal_agreement": s.appeal_agreement,
+            "standing": round(s.standing, 4),
+        }
+        for s in sorted(curator_standings(datanet).values(), key=lambda s: s.username)
+    ]
+
+
+def datanet_agreement(datanet: Datanet) -> dict[str, Any]:
+    """Krippendorff's alpha (nominal) of curators' votes on resolved records, overall and per label. Pending
+    records are left out: their votes are blind until they resolve."""
+    units: dict[int, list[str]] = defaultdict(list)
+    label_of: dict[int, str] = {}
+    rows = Vote.objects.filter(record__datanet=datanet, record__status__in=RESOLVED).values_list(
+        "record_id", "record__label", "decision"
+    )
+    for record_id, label, decision in rows.iterator(chunk_size=5000):
+        units[record_id].append(decision)
+        label_of[record_id] = label
+    by_label: dict[str, list[list[str]]] = defaultdict(list)
+    for record_id, values in units.items():
+        by_label[label_of[record_id]].append(values)
+    paired = [v for v in units.values() if len(v) > 1]
+    return {
+        "alpha": krippendorff_alpha_nominal(units.values()),
+        "units": len(paired),
+        "labels": [
             {
-                "curator": curator.username,
-                "votes": votes.count(),
-                "approvals": votes.filter(decision=Vote.Decision.APPROVE).count(),
-                "rejections": votes.filter(decision=Vote.Decision.REJECT).count(),
-                "resolved": n_resolved,
-                "agreement": (agreed / n_resolved) if n_resolved else None,
+                "label": label or "(none)",
+                "alpha": krippendorff_alpha_nominal(values),
+                "units": sum(1 for v in values if len(v) > 1),
             }
-        )
-    return stats
+            for label, values in sorted(by_label.items())
+        ],
+    }
+
+
+def vote_request_open(record: Record) -> VoteRequest | None:
+    """The extra vote this record asked for and still waits on, if any (expired requests no longer bind)."""
+    return (
+        VoteRequest.objects.filter(record=record, answered_at__isnull=True, expires_at__gt=timezone.now())
+        .select_related("curator")
+        .first()
+    )
+
+
+# ---- appeals -------------------------------------------------------------------------------------------------
+
+
+def appeal_parties(appeal: Appeal) -> set[int]:
+    """Who may read an appeal's votes and reasons: the appellant, those who made the decision, the panel and
+    the Datanet's owner (and staff, who see everything)."""
+    panel = set(appeal.assignments.values_list("curator_id", flat=True))
+    deciders = set(appeal.deciders.values_list("pk", flat=True))
+    return {appeal.appellant_id, appeal.datanet.owner_id, *deciders, *panel}
+
+
+def appeal_is_party(user: User, appeal: Appeal) -> bool:
+    if not user.is_authenticated:
+        return False
+    return bool(user.is_staff or user.is_superuser) or user.pk in appeal_parties(appeal)
+
+
+def appeals_visible(user: User) -> QuerySet[Appeal]:
+    """Appeals the user is a party to (everyone's for staff)."""
+    appeals = Appeal.objects.select_related("datanet__owner", "appellant", "decided_by")
+    if getattr(user, "is_staff", False) or getattr(user, "is_superuser", False):
+        return appeals
+    if not user.is_authenticated:
+        return appeals.none()
+    return appeals.filter(
+        Q(appellant=user) | Q(datanet__owner=user) | Q(assignments__curator=user) | Q(deciders=user)
+    ).distinct()
+
+
+def appeal_votes_visible(user: User, appeal: Appeal) -> QuerySet[AppealVote]:
+    """The panel judges blind too: until the appeal is decided a panelist sees only their own vote."""
+    votes = appeal.votes.select_related("voter")
+    if not appeal_is_party(user, appeal):
+        return votes.none()
+    if not appeal.is_open or user.is_staff:
+        return votes
+    return votes.filter(voter_id=user.pk)
+
+
+def appeals_to_judge(user: User, datanet: Datanet | None = None) -> QuerySet[Appeal]:
+    """Open appeals waiting on this user: drawn for the panel and not yet voted, or fallen to them as owner."""
+    if not user.is_authenticated:
+        return Appeal.objects.none()
+    voted = AppealVote.objects.filter(appeal=OuterRef("pk"), voter=user)
+    qs = Appeal.objects.filter(status=Appeal.Status.OPEN).filter(
+        (Q(decider=Appeal.Decider.PANEL, assignments__curator=user) & ~Exists(voted))
+        | Q(decider=Appeal.Decider.OWNER, datanet__owner=user)
+    )
+    if datanet is not None:
+        qs = qs.filter(datanet=datanet)
+    return qs.exclude(appellant=user).select_related("datanet", "appellant").distinct().order_by("deadline")
+
+
+def appeal_for(kind: str, object_id: str | int) -> Appeal | None:
+    return Appeal.objects.filter(kind=kind, object_id=str(object_id)).first()
 
 
 def contributor_stats(datanet: Datanet, users: Sequence[User] | None = None) -> list[dict[str, Any]]:

@@ -66,6 +66,9 @@ class RecordSerializer(serializers.ModelSerializer):
     rejections = serializers.SerializerMethodField(
         help_text="Hidden (null) while the record is pending, except to staff."
     )
+    extra_votes = serializers.SerializerMethodField(
+        help_text="Votes asked beyond the quorum because curators disagreed; hidden (null) while pending."
+    )
 
     def _votes_open(self, record: Record) -> bool:
         request = self.context.get("request")
@@ -76,6 +79,9 @@ class RecordSerializer(serializers.ModelSerializer):
 
     def get_rejections(self, record: Record) -> int | None:
         return record.rejections if self._votes_open(record) else None
+
+    def get_extra_votes(self, record: Record) -> int | None:
+        return record.extra_votes if self._votes_open(record) else None
 
     class Meta:
         model = Record
@@ -93,6 +99,7 @@ class RecordSerializer(serializers.ModelSerializer):
             "similarity",
             "approvals",
             "rejections",
+            "extra_votes",
             "created_at",
             "resolved_at",
         ]
@@ -199,3 +206,52 @@ class SnapshotExportSerializer(serializers.ModelSerializer):
         return reverse(
             "datanets:export-download", args=[export.snapshot.datanet.slug, export.snapshot.version, export.format]
         )
+
+
+class AppealFileSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="rejection, flag or penalty (the kinds registered).")
+    object_id = serializers.CharField(help_text="The id of the record (rejection), flag or penalty.")
+    reason = serializers.CharField(max_length=5000)
+
+
+class AppealVoteSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["uphold", "overturn"])
+    reason = serializers.CharField(max_length=1000)
+
+
+class AppealSerializer(serializers.Serializer):
+    """An appeal as one of its parties sees it: the panel's votes stay blind to the panel until it is decided."""
+
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    object_id = serializers.CharField()
+    datanet = serializers.CharField(source="datanet.slug")
+    appellant = serializers.CharField(source="appellant.username")
+    summary = serializers.CharField()
+    reason = serializers.CharField()
+    status = serializers.CharField()
+    decider = serializers.CharField()
+    deadline = serializers.DateTimeField()
+    seed = serializers.CharField(help_text="Seed of the weighted draw (a 63-bit integer, as text).")
+    panel = serializers.SerializerMethodField()
+    votes = serializers.SerializerMethodField()
+    outcome_reason = serializers.CharField()
+    decided_by = serializers.SerializerMethodField()
+    decided_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+
+    def get_panel(self, appeal: Any) -> list[dict[str, Any]]:
+        return [
+            {"curator": a.curator.username, "weight": round(a.weight, 6)}
+            for a in appeal.assignments.select_related("curator")
+        ]
+
+    def get_votes(self, appeal: Any) -> list[dict[str, Any]]:
+        user = getattr(self.context.get("request"), "user", None) or AnonymousUser()
+        return [
+            {"voter": v.voter.username, "decision": v.decision, "reason": v.reason, "created_at": v.created_at}
+            for v in selectors.appeal_votes_visible(user, appeal)
+        ]
+
+    def get_decided_by(self, appeal: Any) -> str | None:
+        return appeal.decided_by.username if appeal.decided_by else None

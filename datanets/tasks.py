@@ -7,6 +7,7 @@ from celery.signals import worker_ready
 from django.db import OperationalError
 
 from core.jobs import jobs_requeue_stale, stale_after
+from datanets.services.appeals import appeals_expire
 from datanets.services.ingestion import contribution_ingest
 from datanets.services.snapshots import snapshot_export_run
 from datanets.services.uploads import uploads_expire
@@ -30,6 +31,11 @@ def requeue_stale_jobs() -> int:
 @shared_task(name="datanets.expire_uploads")
 def expire_uploads() -> int:
     return uploads_expire()
+
+
+@shared_task(name="datanets.expire_appeals")
+def expire_appeals() -> int:
+    return appeals_expire()
 
 
 @worker_ready.connect

@@ -43,12 +43,16 @@ class DatanetForm(forms.ModelForm):
             "record_kind",
             "approvals_needed",
             "rejections_needed",
+            "max_extra_votes",
+            "appeal_panel",
             "near_dup_threshold",
             "is_public",
         ]
         widgets = {"description": forms.Textarea(attrs={"rows": 3}), "guidelines": forms.Textarea(attrs={"rows": 4})}
         labels = {
             "near_dup_threshold": "Near-duplicate threshold",
+            "max_extra_votes": "Extra votes when curators disagree (cap)",
+            "appeal_panel": "Appeal panel size",
             "is_public": "Public (anyone signed in may contribute)",
         }
 
@@ -249,6 +253,7 @@ def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "datanet": datanet,
             "records": records,
+            "asked": selectors.vote_requests_for(request.user, datanet),
             "label": label,
             "contributor": contributor,
             "fields": [f.name for f in datanet.kind.fields],
@@ -285,6 +290,11 @@ def record_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "votes_open": selectors.votes_open(request.user, record),
             "duplicates": record.duplicates.select_related("contributor")[:20],
             "is_curator": selectors.is_curator(request.user, datanet),
+            "appeal": selectors.appeal_for("rejection", record.pk),
+            "can_appeal": record.status == Record.Status.REJECTED
+            and record.contributor_id == request.user.pk
+            and record.votes.filter(decision="reject").exists(),
+            "vote_request": selectors.vote_request_open(record) if record.status == Record.Status.PENDING else None,
             "fields": [f.name for f in datanet.kind.fields],
         },
     )
@@ -300,7 +310,14 @@ def percent_text(rate: float | None) -> str:
 
 def stats(request: HttpRequest, slug: str) -> HttpResponse:
     datanet = _datanet_for(request, slug)
-    curators = [{**c, "agreement_text": percent_text(c["agreement"])} for c in selectors.curator_stats(datanet)]
+    curators = [
+        {
+            **c,
+            "agreement_text": percent_text(c["agreement"]),
+            "appeal_agreement_text": percent_text(c["appeal_agreement"]),
+        }
+        for c in selectors.curator_stats(datanet)
+    ]
     contributors = [
         {**c, "acceptance_text": percent_text(c["acceptance_rate"])} for c in selectors.contributor_stats(datanet)
     ]
@@ -310,6 +327,7 @@ def stats(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "datanet": datanet,
             "counts": selectors.datanet_counts(datanet),
+            "agreement": selectors.datanet_agreement(datanet),
             "curators": curators,
             "contributors": contributors,
         },
@@ -411,3 +429,92 @@ def export_download(request: HttpRequest, slug: str, version: int, fmt: str) -> 
         raise Http404("This export is not ready yet.")
     filename = f"{datanet.slug}-v{version}.{fmt}"
     return FileResponse(default_storage.open(export.blob_name, "rb"), as_attachment=True, filename=filename)
+
+
+# ---- appeals -------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def appeal_new(request: HttpRequest, slug: str) -> HttpResponse:
+    """File an appeal of one decision (the record page posts a rejection; other pages post a flag or penalty)."""
+    datanet = _datanet_for(request, slug)
+    back = request.POST.get("next") or datanet.get_absolute_url()
+    if not back.startswith("/") or back.startswith("//"):
+        back = datanet.get_absolute_url()
+    try:
+        appeal = services.appeal_file(
+            appellant=request.user,
+            kind=request.POST.get("kind", ""),
+            object_id=request.POST.get("object_id", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except UserError as exc:
+        messages.error(request, exc.message)
+        return redirect(back)
+    if appeal.decider == appeal.Decider.OWNER:
+        messages.success(request, "Appeal filed. Too few curators are free to judge it, so the owner decides it.")
+    else:
+        messages.success(request, f"Appeal filed: {appeal.assignments.count()} curators were drawn to judge it.")
+    return redirect(appeal)
+
+
+@login_required
+def appeal_list(request: HttpRequest, slug: str) -> HttpResponse:
+    """The appeals queue: what waits on you (as drawn curator, or as owner), and the appeals you are a party to."""
+    datanet = _datanet_for(request, slug)
+    services.appeals_expire()
+    mine = selectors.appeals_visible(request.user).filter(datanet=datanet).order_by("-created_at")
+    return render(
+        request,
+        "datanets/appeals.html",
+        {
+            "datanet": datanet,
+            "to_judge": selectors.appeals_to_judge(request.user, datanet),
+            "appeals": mine[:200],
+            "is_owner": selectors.is_owner(request.user, datanet),
+        },
+    )
+
+
+@login_required
+def appeal_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    datanet = _datanet_for(request, slug)
+    services.appeals_expire()
+    appeal = get_object_or_404(selectors.appeals_visible(request.user), pk=pk, datanet=datanet)
+    if request.method == "POST":
+        try:
+            appeal = services.appeal_vote(
+                voter=request.user,
+                appeal_id=appeal.pk,
+                decision=request.POST.get("decision", ""),
+                reason=request.POST.get("reason", ""),
+            )
+            messages.success(request, "Vote recorded." if appeal.is_open else f"Appeal {appeal.status}.")
+        except UserError as exc:
+            messages.error(request, exc.message)
+        return redirect(appeal)
+    user = request.user
+    assigned = appeal.assignments.filter(curator=user).exists()
+    voted = appeal.votes.filter(voter=user).exists()
+    can_judge = (
+        appeal.is_open
+        and user.pk != appeal.appellant_id
+        and not voted
+        and (
+            (appeal.decider == appeal.Decider.PANEL and assigned)
+            or (appeal.decider == appeal.Decider.OWNER and (selectors.is_owner(user, datanet) or user.is_staff))
+        )
+    )
+    return render(
+        request,
+        "datanets/appeal.html",
+        {
+            "datanet": datanet,
+            "appeal": appeal,
+            "panel": appeal.assignments.select_related("curator"),
+            "votes": selectors.appeal_votes_visible(user, appeal),
+            "can_judge": can_judge,
+            "is_appellant": user.pk == appeal.appellant_id,
+        },
+    )

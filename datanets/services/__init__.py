@@ -6,10 +6,12 @@
 - ``review``: curators' votes and quorum.
 - ``snapshots``: publish content-hashed snapshots, split train/validation, export them.
 - ``standing``: a contributor's standing (penalty points, extra approvals), set by the rewards app.
+- ``appeals``: a party appeals a decision; a panel drawn by standing (or the owner) decides it.
 
 The names below are re-exported so ``from datanets import services; services.vote_cast(...)`` reads as one API.
 """
 
+from datanets.services.appeals import appeal_file, appeal_vote, appeals_expire
 from datanets.services.datanets import DATANET_FIELDS, curator_set, datanet_create, datanet_update
 from datanets.services.ingestion import contribution_ingest
 from datanets.services.review import vote_cast
@@ -27,6 +29,9 @@ from datanets.services.uploads import (
 )
 
 __all__ = [
+    "appeal_file",
+    "appeal_vote",
+    "appeals_expire",
     "DATANET_FIELDS",
     "ContributionResult",
     "contribution_from_paste",

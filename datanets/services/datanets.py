@@ -23,6 +23,8 @@ DATANET_FIELDS = (
     "labels",
     "approvals_needed",
     "rejections_needed",
+    "max_extra_votes",
+    "appeal_panel",
     "near_dup_threshold",
     "is_public",
 )
