@@ -18,3 +18,7 @@ class AttributionConfig(AppConfig):
         hooks.on_version_registered(index_build_request)
         hooks.on_inference(receipt_attach)
         hooks.on_version_page(version_panel)
+
+        from attribution.appeals import register_flag_kind
+
+        register_flag_kind()

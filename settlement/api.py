@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from attribution.selectors import receipt_visible
 from core.errors import Forbidden, NotFound
 from datanets.models import Datanet
-from settlement import anchoring, claims, epochs, proofs, rewards, selectors
-from settlement.models import Allocation, Epoch, EpochPool, Settlement
+from settlement import anchoring, challenges, claims, epochs, proofs, rewards, selectors
+from settlement.models import Allocation, Epoch, EpochPool, ReceiptChallenge, Settlement
 
 
 class SettlementSerializer(serializers.ModelSerializer):
@@ -252,3 +254,63 @@ class EarningsView(APIView):
                 ],
             }
         )
+
+
+class ReceiptChallengeSerializer(serializers.ModelSerializer):
+    challenger = serializers.CharField(source="challenger.username")
+    resolved_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReceiptChallenge
+        fields = [
+            "id",
+            "receipt_id",
+            "challenger",
+            "recomputed_id",
+            "differences",
+            "status",
+            "frozen_epoch",
+            "settled_epoch",
+            "resolution",
+            "resolved_by",
+            "resolved_at",
+            "created_at",
+        ]
+
+    def get_resolved_by(self, challenge: ReceiptChallenge) -> str | None:
+        return challenge.resolved_by.username if challenge.resolved_by else None
+
+
+class ReceiptChallengeListView(APIView):
+    """GET: the challenges of a receipt. POST: recompute the receipt now; a mismatch freezes its accrual."""
+
+    permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses=ReceiptChallengeSerializer(many=True))
+    def get(self, request: Request, pk: str) -> Response:
+        receipt = receipt_visible(request.user, pk)
+        rows = ReceiptChallenge.objects.filter(receipt_id=receipt.id).select_related("challenger", "resolved_by")
+        return Response(ReceiptChallengeSerializer(rows, many=True).data)
+
+    @extend_schema(request=None, responses=ReceiptChallengeSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        challenge = challenges.receipt_challenge(actor=request.user, receipt_id=pk)
+        return Response(ReceiptChallengeSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+
+class ChallengeResolveSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["uphold", "void"])
+    reason = serializers.CharField(max_length=2000)
+
+
+class ReceiptChallengeResolveView(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=ChallengeResolveSerializer, responses=ReceiptChallengeSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = ChallengeResolveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        challenge = challenges.receipt_challenge_resolve(
+            actor=request.user, challenge_id=pk, **serializer.validated_data
+        )
+        return Response(ReceiptChallengeSerializer(challenge).data)

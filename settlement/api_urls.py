@@ -14,4 +14,10 @@ urlpatterns = [
     path("rewards/proofs/<id:number>/<str:address>/", api.ProofView.as_view(), name="reward-proof"),
     path("rewards/claims/", api.ClaimRelayView.as_view(), name="reward-claims"),
     path("rewards/earnings/", api.EarningsView.as_view(), name="reward-earnings"),
+    path("receipts/<str:pk>/challenges/", api.ReceiptChallengeListView.as_view(), name="receipt-challenges"),
+    path(
+        "receipt-challenges/<id:pk>/resolve/",
+        api.ReceiptChallengeResolveView.as_view(),
+        name="receipt-challenge-resolve",
+    ),
 ]

@@ -17,3 +17,7 @@ class SettlementConfig(AppConfig):
         from settlement.selectors import wallet_paid_to_another
 
         hooks.on_wallet_link(wallet_paid_to_another)
+
+        from settlement.appeals import register_penalty_kind
+
+        register_penalty_kind()

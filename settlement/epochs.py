@@ -4,6 +4,7 @@ cumulative totals that settlement anchors. No receipt enters a closed epoch.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime
 
@@ -15,30 +16,43 @@ from accounts.audit import audit_record
 from accounts.models import User
 from attribution.models import RecordValuation
 from core.errors import Conflict, Forbidden, NotFound
-from datanets.models import Record, Vote
+from datanets.models import Datanet, Record, Vote
+from datanets.selectors import curator_standings
 from settlement.merkle import StandardMerkleTree
-from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, ReceiptAccrual
+from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, ReceiptAccrual, WithheldRelease
 from settlement.penalties import latest_valued_version, penalties_assess, points_by_account
 from settlement.rewards import accrue_into, pending_receipts
 from settlement.selectors import policy_for
 from settlement.splits import split_pro_rata
 
-# Valuations are floats; weights are their integer micro-units so splits stay exact and reproducible.
+# Valuations and standings are floats; weights are their integer micro-units so splits stay exact and reproducible.
 VALUE_SCALE = 10**12
+STANDING_SCALE = 10**6
 
 Kind = LedgerEntry.Kind
 
 
 def _curator_weights(datanet_id: int, start: datetime, end: datetime) -> dict[int, int]:
-    """Votes cast in the epoch that matched the record's outcome, per curator."""
+    """Per curator: their standing (chance-corrected agreement with outcomes and appeals) times the square root of
+    their votes cast in the epoch that matched the outcome. Volume alone earns little: approving everything has
+    a standing near 0, and the square root makes ten times the votes worth about three times as much."""
     matched = Vote.objects.filter(record__datanet_id=datanet_id, created_at__gte=start, created_at__lt=end).filter(
         Q(decision=Vote.Decision.APPROVE, record__status=Record.Status.APPROVED)
         | Q(decision=Vote.Decision.REJECT, record__status=Record.Status.REJECTED)
     )
-    weights: dict[int, int] = defaultdict(int)
+    counts: dict[int, int] = defaultdict(int)
     for curator_id in matched.values_list("curator_id", flat=True):
-        weights[curator_id] += 1
-    return dict(weights)
+        counts[curator_id] += 1
+    if not counts:
+        return {}
+    standings = curator_standings(Datanet.objects.get(pk=datanet_id), include_former=True)
+    weights = {}
+    for curator_id, n in counts.items():
+        standing = standings[curator_id].standing if curator_id in standings else 0.0
+        weight = int(standing * math.sqrt(n) * STANDING_SCALE)
+        if weight > 0:
+            weights[curator_id] = weight
+    return weights
 
 
 def _split_curator_parts(epoch: Epoch) -> list[LedgerEntry]:
@@ -58,7 +72,9 @@ def _split_curator_parts(epoch: Epoch) -> list[LedgerEntry]:
                 )
             )
         if remainder:
-            memo = "rounding" if amounts else "no curator vote in this epoch matched an outcome"
+            memo = (
+                "rounding" if amounts else "no curator with standing cast a vote in this epoch that matched an outcome"
+            )
             entries.append(
                 LedgerEntry(epoch=epoch, kind=Kind.PLATFORM, amount=remainder, datanet_id=datanet_id, memo=memo)
             )
@@ -82,8 +98,10 @@ def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
             for contributor_id, value in values.values_list("record__contributor_id", "knn_shapley"):
                 weights[contributor_id] += int(value * VALUE_SCALE)
         points = points_by_account(datanet)
+        available = {pool.pk: int(pool.amount) for pool in pools}
+        entries += _release_withheld_from(epoch, datanet, pools, available)
         for pool in pools:
-            amounts, remainder = split_pro_rata(int(pool.amount), weights)
+            amounts, remainder = split_pro_rata(available[pool.pk], weights)
             common = {"epoch": epoch, "datanet": datanet, "pool": pool}
             for account_id, amount_units in sorted(amounts.items()):
                 if points[account_id] > policy.penalty_threshold:
@@ -104,6 +122,38 @@ def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
                 entries.append(LedgerEntry(kind=Kind.CARRY, amount=remainder, memo=memo, **common))
                 carry[datanet_id] += remainder
     return entries, dict(carry)
+
+
+def _release_withheld_from(
+    epoch: Epoch, datanet: Datanet, pools: list[EpochPool], available: dict[int, int]
+) -> list[LedgerEntry]:
+    """Pay withheld shares owed back after appeals (``WithheldRelease``) from this epoch's pools, before the rest
+    is split; one that the pools cannot cover in full waits for the next epoch."""
+    entries = []
+    for release in WithheldRelease.objects.select_for_update().filter(datanet=datanet, released_in__isnull=True):
+        owed = int(release.amount)
+        if owed > sum(available.values()):
+            continue
+        for pool in pools:
+            take = min(owed, available[pool.pk])
+            if take:
+                available[pool.pk] -= take
+                owed -= take
+                memo = f"withheld pool share released: appeal #{release.appeal_id} removed the penalty"
+                entries.append(
+                    LedgerEntry(
+                        epoch=epoch,
+                        datanet=datanet,
+                        pool=pool,
+                        account_id=release.account_id,
+                        kind=Kind.POOL,
+                        amount=take,
+                        memo=memo,
+                    )
+                )
+        release.released_in = epoch
+        release.save(update_fields=["released_in"])
+    return entries
 
 
 def _materialize(epoch: Epoch) -> None:

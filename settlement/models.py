@@ -217,6 +217,68 @@ class Penalty(models.Model):
         constraints = [models.UniqueConstraint(fields=["record", "version"], name="one_penalty_per_record_version")]
 
 
+class PenaltyOverturn(models.Model):
+    """A penalty removed by an appeal: it no longer counts, and is never assessed again for the same record and
+    version (the penalty row stays, so the history does too)."""
+
+    penalty = models.OneToOneField(Penalty, on_delete=models.CASCADE, related_name="overturn")
+    appeal = models.ForeignKey("datanets.Appeal", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class WithheldRelease(models.Model):
+    """Pool shares withheld from an account while its penalties were over the threshold, owed back after an
+    appeal removed penalties; paid from the Datanet's pool at the next epoch close (``released_in``)."""
+
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="withheld_releases")
+    datanet = models.ForeignKey(Datanet, on_delete=models.PROTECT, related_name="+")
+    amount = TokenAmountField()
+    appeal = models.ForeignKey("datanets.Appeal", on_delete=models.PROTECT, related_name="+")
+    released_in = models.ForeignKey(Epoch, null=True, blank=True, on_delete=models.PROTECT, related_name="releases")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class ReceiptChallenge(models.Model):
+    """Someone recomputed a receipt (``receipt_recompute``). A match changes nothing; a mismatch keeps the receipt
+    out of accrual (frozen) until its Datanet's owner or staff resolve it: upheld (it accrues again) or voided
+    (it never accrues, and its fee goes back to the consumer if no epoch counted it)."""
+
+    class Status(models.TextChoices):
+        MATCHED = "matched", "Recomputed: matches"
+        OPEN = "open", "Mismatch: accrual frozen"
+        UPHELD = "upheld", "Mismatch resolved: receipt upheld"
+        VOIDED = "voided", "Mismatch resolved: receipt voided"
+
+    receipt_id = models.CharField(max_length=64, db_index=True)
+    challenger = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    recomputed_id = models.CharField(max_length=64)
+    differences = models.JSONField(default=list, help_text="Top-level fields of the body that differ.")
+    status = models.CharField(max_length=10, choices=Status.choices, db_index=True)
+    frozen_epoch = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The open epoch whose accrual of this receipt was taken back."
+    )
+    settled_epoch = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The closed epoch that had already counted it (too late to freeze)."
+    )
+    resolution = models.TextField(blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["receipt_id"], condition=Q(status__in=["open", "voided"]), name="one_open_challenge_per_receipt"
+            ),
+        ]
+
+
 class PayoutAddress(models.Model):
     """The cumulative amount published for one address in the latest tree. An address keeps its leaf after its
     owner links another wallet, so what it can still claim stays claimable and is never credited twice."""

@@ -27,13 +27,15 @@ def latest_valued_version(datanet: Datanet) -> ModelVersion | None:
 def penalty_points(*, account: User, datanet: Datanet) -> int:
     """Penalty points of one contributor in one Datanet (the datanets app may ask for more approvals above the
     policy's threshold)."""
-    return sum(Penalty.objects.filter(account=account, datanet=datanet).values_list("points", flat=True))
+    counted = Penalty.objects.filter(account=account, datanet=datanet, overturn__isnull=True)
+    return sum(counted.values_list("points", flat=True))
 
 
 def points_by_account(datanet: Datanet) -> defaultdict[int, int]:
     """Penalty points per account in a Datanet (0 for an account without any)."""
     points: dict[int, int] = defaultdict(int)
-    for account_id, p in Penalty.objects.filter(datanet=datanet).values_list("account_id", "points"):
+    counted = Penalty.objects.filter(datanet=datanet, overturn__isnull=True)  # an appeal removed the others
+    for account_id, p in counted.values_list("account_id", "points"):
         points[account_id] += p
     return points
 

@@ -22,7 +22,7 @@ from attribution.models import Receipt
 from core.errors import Conflict, Forbidden, NotFound, UserError
 from datanets.models import Datanet
 from settlement.chain.config import token_units_per_credit
-from settlement.models import Epoch, EpochPool, LedgerEntry, ReceiptAccrual, RewardPolicy
+from settlement.models import Epoch, EpochPool, LedgerEntry, ReceiptAccrual, ReceiptChallenge, RewardPolicy
 from settlement.penalties import standings_refresh
 from settlement.splits import Bps, split_fee
 
@@ -148,8 +148,11 @@ def accrue_into(epoch: Epoch, receipts: Iterable[Receipt]) -> int:
 
 
 def pending_receipts(*, before: datetime | None = None) -> Any:
-    """Receipts not yet counted into any epoch, oldest first."""
-    pending = Receipt.objects.exclude(id__in=ReceiptAccrual.objects.values("receipt_id"))
+    """Receipts not yet counted into any epoch, oldest first; a receipt whose recomputation did not match
+    (``challenges``) waits until the challenge is resolved."""
+    pending = Receipt.objects.exclude(id__in=ReceiptAccrual.objects.values("receipt_id")).exclude(
+        id__in=ReceiptChallenge.objects.filter(status__in=["open", "voided"]).values("receipt_id")
+    )
     if before is not None:
         pending = pending.filter(created_at__lte=before)
     return pending.select_related("version__ml_model__datanet", "version__ml_model__builder").order_by(
