@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import User
-from datanets.models import Datanet
+from datanets.models import Appeal, Datanet
 from settlement.chain.config import token_units_per_credit
 from settlement.models import (
     Allocation,
@@ -60,10 +60,21 @@ def earnings_for(*, user: User, limit: int = 200) -> dict[str, Any]:
         "open_epoch_amount": open_amount,
         "cumulative": int(allocations[-1].cumulative) if allocations else 0,
         "entries": entries,
-        "penalties": list(Penalty.objects.filter(account=user).select_related("datanet", "epoch")[:limit]),
+        "penalties": _with_appeals(
+            list(Penalty.objects.filter(account=user).select_related("datanet", "epoch", "overturn")[:limit])
+        ),
         "withheld": [e for e in entries if e.kind == LedgerEntry.Kind.WITHHELD],
         "units_per_credit": token_units_per_credit(),
     }
+
+
+def _with_appeals(penalties: list[Penalty]) -> list[Penalty]:
+    """Each penalty with its appeal (``appeal``, or None), for the appeal button and status on the earnings page."""
+    appeals = Appeal.objects.filter(kind="penalty", object_id__in=[str(p.pk) for p in penalties])
+    by_id = {a.object_id: a for a in appeals.select_related("datanet")}
+    for penalty in penalties:
+        penalty.appeal = by_id.get(str(penalty.pk))  # type: ignore[attr-defined]
+    return penalties
 
 
 def epochs_with_settlements() -> list[Epoch]:

@@ -16,4 +16,5 @@ urlpatterns = [
     path("epochs/<id:number>/accrue/", views.epoch_accrue, name="epoch-accrue"),
     path("epochs/<id:number>/settle/", views.epoch_settle, name="epoch-settle"),
     path("epochs/<id:number>/dump.json", views.epoch_dump, name="dump"),
+    path("receipts/<str:receipt_id>/challenge/", views.receipt_challenge, name="receipt-challenge"),
 ]

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from accounts.credits import credit_balance
 from core.errors import UserError
 from datanets.models import Datanet
-from settlement import anchoring, claims, epochs, proofs, rewards, selectors
+from settlement import anchoring, challenges, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, ReceiptAccrual, Settlement
 
 
@@ -220,3 +220,23 @@ def datanet_pool_fund(request: HttpRequest, slug: str) -> HttpResponse:
     except UserError as exc:
         messages.error(request, exc.message)
     return redirect("settlement:datanet", slug=slug)
+
+
+@login_required
+@require_POST
+def receipt_challenge(request: HttpRequest, receipt_id: str) -> HttpResponse:
+    """Recompute a receipt now (the receipt page's button); a mismatch freezes its accrual until resolved."""
+    try:
+        challenge = challenges.receipt_challenge(actor=request.user, receipt_id=receipt_id)
+    except UserError as exc:
+        messages.error(request, exc.message)
+        return redirect("attribution:receipt", receipt_id) if len(receipt_id) == 64 else redirect("/")
+    if challenge.status == challenge.Status.MATCHED:
+        messages.success(request, "Recomputed from the published snapshot and model: the receipt matches.")
+    else:
+        messages.warning(
+            request,
+            "Recomputed: the receipt does NOT match (" + ", ".join(challenge.differences or ["encoding"]) + "). Its "
+            "accrual is frozen until the Datanet's owner or staff resolve the challenge.",
+        )
+    return redirect("attribution:receipt", receipt_id)

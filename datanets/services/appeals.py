@@ -218,7 +218,8 @@ def _rejection_target(object_id: str) -> appeal_kinds.AppealTarget | None:
     if not rejecters:
         return None  # rejected by a confirmed flag, not by votes: that flag is what to appeal
     voters = list(record.votes.values_list("curator_id", flat=True))
-    reasons = "; ".join(r for r in record.votes.filter(decision="reject").values_list("reason", flat=True) if r)
+    given = record.votes.filter(decision="reject").values_list("reason", flat=True)
+    reasons = "; ".join(dict.fromkeys(r for r in given if r))  # each distinct reason once, in vote order
     return appeal_kinds.AppealTarget(
         datanet=record.datanet,
         party_id=record.contributor_id,
