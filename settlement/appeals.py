@@ -85,7 +85,7 @@ def _flag_overturned(appeal: Appeal, actor: User | None) -> None:
     """The record's penalties go with the flag that confirmed it harmful."""
     flag = Flag.objects.get(pk=int(appeal.object_id))
     penalties = list(
-        Penalty.objects.select_for_update()
+        Penalty.objects.select_for_update(of=("self",))  # PostgreSQL locks no outer-joined side
         .select_related("datanet")
         .filter(record_id=flag.record_id, overturn__isnull=True)
         .order_by("pk")

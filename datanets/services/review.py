@@ -85,7 +85,7 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
         request = selectors.vote_request_open(record)
         if request is not None and request.curator_id != curator.pk:
             raise Conflict(
-                "Curators disagree on this record, so its next vote was asked of a curator drawn by standing; "
+                "This record's next vote was asked of a curator drawn by standing; "
                 f"it opens to others if they have not voted by {request.expires_at:%Y-%m-%d %H:%M} UTC."
             )
         try:
