@@ -189,6 +189,8 @@ REST_FRAMEWORK = {
         "wallet": env_str("THROTTLE_WALLET", "20/hour"),
         "training": env_str("THROTTLE_TRAINING", "30/hour"),
         "exports": env_str("THROTTLE_EXPORTS", "30/hour"),
+        # A receipt challenge rebuilds the model's attribution index: seconds to minutes of worker time.
+        "challenges": env_str("THROTTLE_CHALLENGES", "10/hour"),
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -285,6 +285,7 @@ class ReceiptChallengeListView(APIView):
     """GET: the challenges of a receipt. POST: recompute the receipt now; a mismatch freezes its accrual."""
 
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
+    throttle_scope = "challenges"  # writes only (WriteScopedRateThrottle)
 
     @extend_schema(responses=ReceiptChallengeSerializer(many=True))
     def get(self, request: Request, pk: str) -> Response:

@@ -15,10 +15,11 @@ from accounts.credits import credits_refund
 from accounts.models import User
 from attribution.receipts import receipt_recompute
 from attribution.selectors import receipt_visible
-from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.errors import Conflict, Forbidden, NotFound, QuotaExceeded, UserError
 from settlement.models import Epoch, LedgerEntry, ReceiptAccrual, ReceiptChallenge
 
 Status = ReceiptChallenge.Status
+CHALLENGES_PER_HOUR = 10
 
 
 def challenge_window() -> timedelta:
@@ -30,6 +31,12 @@ def receipt_challenge(*, actor: User, receipt_id: str) -> ReceiptChallenge:
     if not actor.is_authenticated:
         raise Forbidden("Log in to challenge a receipt.")
     receipt = receipt_visible(actor, receipt_id)
+    recent = ReceiptChallenge.objects.filter(challenger=actor, created_at__gte=timezone.now() - timedelta(hours=1))
+    if recent.count() >= CHALLENGES_PER_HOUR:  # the page path too; the API adds its throttle
+        raise QuotaExceeded(
+            f"You challenged {CHALLENGES_PER_HOUR} receipts in the last hour; each one rebuilds a model's index. "
+            "Try again later."
+        )
     closes = receipt.created_at + challenge_window()
     if timezone.now() > closes:
         raise Conflict(f"The challenge window for this receipt closed on {closes:%Y-%m-%d %H:%M} UTC.")
