@@ -266,6 +266,9 @@ QUOTA_ROWS_PER_DAY = env_int("QUOTA_ROWS_PER_DAY", 10 * QUOTA_RECORDS_PER_DAY, m
 UPLOADS_OPEN_PER_USER = env_int("UPLOADS_OPEN_PER_USER", 5, minimum=1)
 UPLOAD_EXPIRE_HOURS = env_int("UPLOAD_EXPIRE_HOURS", 24, minimum=1)
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1)
+# Each worker keeps a per-Datanet near-duplicate band index (~112 bytes per record) in memory and saves it here, so
+# the next ingestion only catches up on newer records; deleting the folder only costs a rebuild.
+BAND_INDEX_DIR = Path(env_str("DATANETS_BAND_INDEX_DIR", str(VAR_DIR / "band-index")))
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 # A job whose worker died this many times (killed by memory, say) fails instead of being sent again forever.
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)

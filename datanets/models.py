@@ -240,17 +240,6 @@ class Record(models.Model):
         return self.status == self.Status.APPROVED
 
 
-class RecordBand(models.Model):
-    """One LSH band key of an original record's MinHash; records sharing a key are near-duplicate candidates."""
-
-    datanet_id_ref = models.BigIntegerField()
-    band_key = models.BigIntegerField()
-    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="bands")
-
-    class Meta:
-        indexes = [models.Index(fields=["datanet_id_ref", "band_key"], name="record_band_idx")]
-
-
 class ContributorStanding(models.Model):
     """A contributor's standing in one Datanet: penalty points and the extra approvals their uploads need.
 

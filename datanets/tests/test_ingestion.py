@@ -345,16 +345,14 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
     c = result.contribution
     from core.storage import blob_local_path
     from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, lsh_params
-    from datanets.ingest.parsers import iter_rows
 
-    with blob_local_path(c.blob_name) as local:
-        rows = list(
-            iter_rows(local, filename="a.jsonl", kind="labeled_text", max_expanded_bytes=10**9, max_line_bytes=10**6)
-        )
     bands, r = lsh_params(datanet.near_dup_threshold, 128, *RECALL_WEIGHTS)
-    ingestion._ingest_batch(
-        c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6
-    )  # first batch committed, then "crash"
+    with blob_local_path(c.blob_name) as local:
+        batches = ingestion._prepared_batches(
+            c, local, MinHasher(num_perm=128), bands, r, rows_left=10**6, batch_size=4
+        )
+        ingestion._ingest_batch(c, next(batches), bands, r, 10**6)  # first batch committed, then "crash"
+        batches.close()
     c.job.status = "running"
     c.job.save()
     Job.objects.filter(pk=c.job_id).update(heartbeat_at=None)
