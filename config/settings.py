@@ -235,12 +235,18 @@ CELERY_TASK_IGNORE_RESULT = True  # Job rows are the record of every task, not a
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# Queues by how long their tasks run, so that a training run or an index build never holds up a 3-record paste:
+# `default` (short: ingestion, receipts' accrual, upkeep), `long` (index builds, epoch valuation, exports,
+# settlement) and `gpu` (training). Run at least one worker on `default` apart from the others (README, "Workers").
+QUEUE_SHORT, QUEUE_LONG, QUEUE_GPU = "default", "long", "gpu"
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_SHORT
 CELERY_TASK_ROUTES = {
-    "attribution.*": {"queue": "attribution"},
-    "models_factory.tasks.train_*": {"queue": "gpu"},
+    "attribution.*": {"queue": QUEUE_LONG},
+    "datanets.export_snapshot": {"queue": QUEUE_LONG},
+    "settlement.settle_epoch": {"queue": QUEUE_LONG},
+    "models_factory.tasks.train_*": {"queue": QUEUE_GPU},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {

@@ -314,6 +314,7 @@ class BandIndex:
     def save(self, path: str) -> None:
         """Write the index atomically (a reader sees the old file or the new one, never half of one)."""
         import os
+        import uuid
 
         self._flush()
         arrays: dict[str, np.ndarray] = {
@@ -321,7 +322,7 @@ class BandIndex:
         }
         for i, (fp, ids) in enumerate(self._runs):
             arrays[f"fp{i}"], arrays[f"ids{i}"] = fp, ids
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         os.replace(tmp, path)
