@@ -171,9 +171,13 @@ class Record(models.Model):
         DUPLICATE = "duplicate", "Exact duplicate"
         NEAR_DUPLICATE = "near_duplicate", "Near duplicate"
 
-    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="records")
-    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="records")
-    contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records")
+    # No single-column indexes on these three: each leads a composite index below, which serves the same lookups,
+    # and every index is maintained for every ingested record.
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="records", db_index=False)
+    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="records", db_index=False)
+    contributor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records", db_index=False
+    )
     line_no = models.BigIntegerField()
     data = models.JSONField()
     content_hash = models.CharField(max_length=64)

@@ -594,6 +594,13 @@ def main() -> None:
     big_run = ingest(args, path=big, datanet=datanet, user=contributor)
     c = big_run["contribution"]
     rate = args.records / big_run["wall"]
+    paste = OUT / "paste-3.jsonl"
+    paste.write_text(
+        "".join(
+            json.dumps({"text": f"a fresh paste, line {i}, {time.time()}", "label": LABELS[0]}) + "\n" for i in range(3)
+        )
+    )
+    paste_run = ingest(args, path=paste, datanet=datanet, user=owner)
     copy_s = reference_copy(args.records)
     ref_rate = args.records / copy_s
     print(
@@ -609,6 +616,10 @@ def main() -> None:
         f"to {args.records / max(big_run['cpu'], big_run['db_cpu']):,.0f} records/s)"
     )
     print(f"  reference: bare COPY of {args.records:,} pre-hashed rows into a plain table: {copy_s:.1f} s")
+    print(
+        f"  a 3-record paste into that Datanet, by a fresh worker process (loads the saved band index): "
+        f"{paste_run['wall']:.2f} s in the worker, {paste_run['wall_process']:.1f} s with process start-up"
+    )
     print(
         f"  peak worker RSS: {big_run['maxrss_mb']:.0f} MB at {args.records:,} records, "
         f"{small_run['maxrss_mb']:.0f} MB at {args.small:,} records "
