@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max
 
 from datanets.ingest.neardup import BandIndex, MinHasher, band_keys, jaccard_estimate
 from datanets.models import Datanet, Record
@@ -121,7 +122,12 @@ def band_index_get(datanet: Datanet, bands: int, rows: int) -> BandIndex:
 
 
 def band_index_catch_up(index: BandIndex, datanet: Datanet) -> None:
-    """Add the originals committed since the index last saw the Datanet (other workers, or all of them)."""
+    """Add the originals committed since the index last saw the Datanet (other workers, or all of them).
+
+    Under the Datanet's lock no record of it can appear later with a smaller id than any committed now (ids are
+    taken under that lock), so the index then covers up to the table's largest id: the next catch-up starts there
+    instead of rescanning other Datanets' records."""
+    newest = Record.objects.aggregate(newest=Max("id"))["newest"] or 0
     while True:
         chunk = list(
             Record.objects.filter(datanet=datanet, id__gt=index.covered_id, minhash__isnull=False)
@@ -129,13 +135,14 @@ def band_index_catch_up(index: BandIndex, datanet: Datanet) -> None:
             .values_list("id", "minhash")[:CATCH_UP_CHUNK]
         )
         if not chunk:
-            return
+            break
         ids = np.fromiter((rid for rid, _ in chunk), dtype=np.int64, count=len(chunk))
         sigs = np.frombuffer(b"".join(bytes(blob) for _, blob in chunk), dtype=np.uint32).reshape(len(chunk), -1)
         index.add(ids, band_keys(sigs, index.bands, index.rows))
         index.covered_id = int(ids[-1])
         if len(chunk) < CATCH_UP_CHUNK:
-            return
+            break
+    index.covered_id = max(index.covered_id, newest)
 
 
 def band_index_add(index: BandIndex, ids: list[int], keys: list[np.ndarray]) -> None:
