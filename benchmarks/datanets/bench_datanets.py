@@ -10,7 +10,10 @@ Every figure stands beside a reference measured in the same run:
 - ingestion (records/s end to end, ``ingestion.contribution_ingest`` in a child process playing the worker, and
   its peak RSS) beside a bare COPY of the same number of pre-hashed, pre-formatted rows into a plain table;
 - near-duplicate detection (signatures + LSH band keys + candidate lookup and check, timed inside the worker)
-  beside ``datasketch.MinHashLSH`` on a subsample;
+  beside ``datasketch.MinHashLSH`` on a subsample; the worker's and the PostgreSQL backend's CPU seconds beside
+  the wall time (on a shared machine wall time mostly measures the others' load);
+- the signature step alone: ours (numpy) beside Rensa (Rust) and datasketch on the same texts, and recall and
+  precision of each against exact Jaccard on a labelled sample (``--ingest-only`` stops after these);
 - review queue page (HTML and API, server time through Django's test Client, p50/p95) beside the bare SQL of the
   queue query, with EXPLAIN ANALYZE;
 - snapshot publish (seconds) beside the bare ``SELECT`` of the approved rows it reads.
