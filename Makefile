@@ -29,7 +29,8 @@ migrate: install
 demo: migrate
 	$(PY) manage.py load_demo
 
-## Create the venv, install, migrate, load the demo, then run the web server and a Celery worker (Ctrl-C stops both).
+## Create the venv, install, migrate, load the demo, then run the web server, a Celery worker for short jobs and one for
+## long jobs (Ctrl-C stops all three).
 run: demo
 	$(PY) manage.py run_platform --host $(HOST) --port $(PORT)
 
@@ -48,8 +49,12 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+## One worker per queue class, so a long job never holds up a short one (README, "Workers").
 worker: install
-	$(VENV)/bin/celery -A config worker -Q default,attribution,gpu --loglevel INFO
+	trap 'kill 0' INT TERM EXIT; \
+	$(VENV)/bin/celery -A config worker -Q default --concurrency 1 -n short@%h --loglevel INFO & \
+	$(VENV)/bin/celery -A config worker -Q long,gpu --concurrency 1 -n long@%h --loglevel INFO & \
+	wait
 
 web: install
 	$(PY) manage.py runserver $(HOST):$(PORT)

@@ -95,7 +95,7 @@ class Worker:
                 "config",
                 "worker",
                 "-Q",
-                "default,attribution,gpu",
+                "default,long,gpu",
                 "--concurrency",
                 "1",
                 "--loglevel",

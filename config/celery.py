@@ -1,4 +1,5 @@
-"""The Celery app. Workers: ``celery -A config worker -Q default,attribution,gpu``."""
+"""The Celery app. Workers, one process per queue class (README, "Workers"):
+``celery -A config worker -Q default`` (short jobs) and ``celery -A config worker -Q long,gpu`` (long ones)."""
 
 from __future__ import annotations
 

@@ -237,12 +237,18 @@ CELERY_TASK_IGNORE_RESULT = True  # Job rows are the record of every task, not a
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# Queues by how long their tasks run, so that a training run or an index build never holds up a 3-record paste:
+# `default` (short: ingestion, receipts' accrual, upkeep), `long` (index builds, epoch valuation, exports,
+# settlement) and `gpu` (training). Run at least one worker on `default` apart from the others (README, "Workers").
+QUEUE_SHORT, QUEUE_LONG, QUEUE_GPU = "default", "long", "gpu"
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_SHORT
 CELERY_TASK_ROUTES = {
-    "attribution.*": {"queue": "attribution"},
-    "models_factory.tasks.train_*": {"queue": "gpu"},
+    "attribution.*": {"queue": QUEUE_LONG},
+    "datanets.export_snapshot": {"queue": QUEUE_LONG},
+    "settlement.settle_epoch": {"queue": QUEUE_LONG},
+    "models_factory.tasks.train_*": {"queue": QUEUE_GPU},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
@@ -270,6 +276,9 @@ QUOTA_ROWS_PER_DAY = env_int("QUOTA_ROWS_PER_DAY", 10 * QUOTA_RECORDS_PER_DAY, m
 UPLOADS_OPEN_PER_USER = env_int("UPLOADS_OPEN_PER_USER", 5, minimum=1)
 UPLOAD_EXPIRE_HOURS = env_int("UPLOAD_EXPIRE_HOURS", 24, minimum=1)
 INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 5000, minimum=1)
+# Each worker keeps a per-Datanet near-duplicate band index (~112 bytes per record) in memory and saves it here, so
+# the next ingestion only catches up on newer records; deleting the folder only costs a rebuild.
+BAND_INDEX_DIR = Path(env_str("DATANETS_BAND_INDEX_DIR", str(VAR_DIR / "band-index")))
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 # Appeals: the panel's deadline; adaptive quorum: how long a drawn curator's turn on a disputed record lasts.
 APPEAL_DEADLINE_HOURS = env_int("APPEAL_DEADLINE_HOURS", 72, minimum=1)

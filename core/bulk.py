@@ -33,6 +33,11 @@ ANALYZE_MIN_ROWS = 20_000
 ANALYZE_FRACTION = 0.25
 
 
+class RawJSON(str):
+    """JSON text that is already serialized (e.g. canonical JSON made for hashing): a JSON field's value that
+    COPY sends as is instead of serializing it again."""
+
+
 def _to_copy(field: models.Field) -> Callable[[Any], Any] | None:
     """How a Python value of ``field`` becomes a COPY value; None means as is (psycopg adapts it)."""
     if isinstance(field, models.JSONField):
@@ -43,6 +48,8 @@ def _to_copy(field: models.Field) -> Callable[[Any], Any] | None:
             # and the value is None, which Django also turns into SQL NULL).
             if value is None and field.null:
                 return None
+            if isinstance(value, RawJSON):
+                return str(value)
             return json.dumps(value, cls=encoder, ensure_ascii=False)
 
         return dump_json
@@ -94,7 +101,10 @@ def bulk_insert(
         if is_instances:
             objs = list(items)
         else:
-            objs = [model(**{f.attname: value for f, value in zip(named, row)}) for row in items]
+            objs = [
+                model(**{f.attname: json.loads(v) if isinstance(v, RawJSON) else v for f, v in zip(named, row)})
+                for row in items
+            ]
         created = model._default_manager.bulk_create(objs, batch_size=batch_size)
         return [obj.pk for obj in created] if returning_ids else None
 

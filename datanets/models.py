@@ -181,9 +181,13 @@ class Record(models.Model):
         DUPLICATE = "duplicate", "Exact duplicate"
         NEAR_DUPLICATE = "near_duplicate", "Near duplicate"
 
-    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="records")
-    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="records")
-    contributor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records")
+    # No single-column indexes on these three: each leads a composite index below, which serves the same lookups,
+    # and every index is maintained for every ingested record.
+    datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="records", db_index=False)
+    contribution = models.ForeignKey(Contribution, on_delete=models.CASCADE, related_name="records", db_index=False)
+    contributor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="records", db_index=False
+    )
     line_no = models.BigIntegerField()
     data = models.JSONField()
     content_hash = models.CharField(max_length=64)
@@ -251,17 +255,6 @@ class Record(models.Model):
     @property
     def earns_credit(self) -> bool:
         return self.status == self.Status.APPROVED
-
-
-class RecordBand(models.Model):
-    """One LSH band key of an original record's MinHash; records sharing a key are near-duplicate candidates."""
-
-    datanet_id_ref = models.BigIntegerField()
-    band_key = models.BigIntegerField()
-    record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="bands")
-
-    class Meta:
-        indexes = [models.Index(fields=["datanet_id_ref", "band_key"], name="record_band_idx")]
 
 
 class ContributorStanding(models.Model):

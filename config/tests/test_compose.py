@@ -9,7 +9,7 @@ import yaml
 from django.core.management import get_commands
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUIRED = {"web", "worker", "gpu-worker", "beat", "postgres", "redis", "minio", "chain"}
+REQUIRED = {"web", "worker", "worker-long", "gpu-worker", "beat", "postgres", "redis", "minio", "chain"}
 
 
 def load() -> dict:
@@ -22,7 +22,9 @@ def test_compose_parses_and_has_every_service():
     gpu = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     assert "-Q gpu" in services["gpu-worker"]["command"]
-    assert "default,attribution" in services["worker"]["command"]
+    # Short and long jobs have separate worker processes: a training run never holds up a paste's ingestion.
+    assert "-Q default " in services["worker"]["command"]
+    assert "-Q long " in services["worker-long"]["command"]
 
 
 def _commands(command: str) -> list[list[str]]:

@@ -11,16 +11,19 @@ the rows read before the break and fails, saying where.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.audit import audit_record
-from core.bulk import bulk_insert
-from core.canonical import content_hash
+from core.background import in_background
+from core.bulk import RawJSON, bulk_insert
+from core.canonical import canonical_json
 from core.errors import UserError
 from core.jobs import JobProgress, job_fail, job_run, job_succeed
 from core.models import Job
@@ -29,8 +32,16 @@ from datanets import selectors
 from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, lsh_params
 from datanets.ingest.parsers import FileError, Row, detect_format, iter_rows
 from datanets.ingest.schema import RecordError, validate_record
-from datanets.models import Contribution, Datanet, Record, RecordBand, RowError
-from datanets.services.duplicates import PendingRecord, exact_duplicates_mark, near_duplicates_mark, signatures_compute
+from datanets.models import Contribution, Datanet, Record, RowError
+from datanets.services.duplicates import (
+    PendingRecord,
+    band_index_add,
+    band_index_get,
+    band_index_save,
+    exact_duplicates_mark,
+    near_duplicates_mark,
+    signatures_compute,
+)
 
 NUM_PERM = 128
 MAX_STORED_ERRORS = 10_000
@@ -43,7 +54,6 @@ def contribution_ingest(*, job_id: str) -> None:
 def _ingest(job: Job) -> None:
     contribution = Contribution.objects.select_related("datanet", "contributor").get(pk=job.target_id)
     datanet = contribution.datanet
-    kind = datanet.record_kind
     Contribution.objects.filter(pk=contribution.pk).update(status=Contribution.Status.INGESTING)
     fmt, gz = detect_format(contribution.filename)
     # Parquet rows are sized by their decoded values, which do not add up to the file's size.
@@ -57,40 +67,25 @@ def _ingest(job: Job) -> None:
     # This contribution's rows already read (an earlier attempt) are in used["rows"] and are skipped below.
     rows_left = settings.QUOTA_ROWS_PER_DAY - used["rows"]
     batch_size = settings.INGEST_BATCH_SIZE
-    done_bytes = 0
     error = ""
+    over_cap: Row | None = None
     with blob_local_path(contribution.blob_name) as path:
-        batch: list[Row] = []
-        over_cap: Row | None = None
-        try:
-            for row in iter_rows(
-                path,
-                filename=contribution.filename,
-                kind=kind,
-                column_map=contribution.column_map or None,
-                max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES,
-                max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
-                start_line=contribution.last_line,
-            ):
-                if rows_left <= len(batch):
-                    over_cap = row
-                    break
-                batch.append(row)
-                done_bytes += row.nbytes
-                if len(batch) >= batch_size:
-                    quota_left = _ingest_batch(contribution, batch, hasher, bands, rows, quota_left)
-                    rows_left -= len(batch)
-                    batch = []
-                    progress.update(
-                        done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution)
-                    )
-                    if progress.cancelled():
-                        raise UserError("Cancelled by the user.")
-        except FileError as exc:
-            error = str(exc)
-        # What was read before the file ended, broke or reached the row cap is stored, whatever comes next.
-        if batch or over_cap is not None:
-            _ingest_batch(contribution, batch, hasher, bands, rows, quota_left, over_cap=over_cap)
+        batches = _prepared_batches(contribution, path, hasher, bands, rows, rows_left=rows_left, batch_size=batch_size)
+        # Reading, validating and hashing the next batch (worker CPU) overlaps storing this one (database time).
+        for batch in in_background(batches):
+            if batch.last:
+                # What was read before the file ended, broke or reached the row cap is stored, whatever comes next.
+                if batch.rows or batch.over_cap is not None:
+                    _ingest_batch(contribution, batch, bands, rows, quota_left)
+                error, over_cap = batch.file_error, batch.over_cap
+                break
+            quota_left = _ingest_batch(contribution, batch, bands, rows, quota_left)
+            progress.update(
+                batch.done_bytes if total else contribution.rows_seen, message=_ingest_message(contribution)
+            )
+            if progress.cancelled():
+                raise UserError("Cancelled by the user.")
+    band_index_save(datanet, bands, rows)
     contribution.refresh_from_db()
     if error and contribution.rows_seen:
         error += f" (the {contribution.rows_seen:,} rows before it were stored)"
@@ -143,20 +138,68 @@ def _ingest_finish(contribution: Contribution, job: Job, *, error: str = "", sto
 # --- One batch, step by step ----------------------------------------------------------------------------------
 
 
-def _ingest_batch(
+@dataclass
+class _Batch:
+    """Rows read from the file, validated, hashed and signed: everything about a batch that needs no database."""
+
+    rows: list[Row]
+    pending: list[PendingRecord]
+    errors: list[RowError]
+    band_of: dict[int, np.ndarray]
+    done_bytes: int
+    last: bool = False
+    over_cap: Row | None = None  # the first row past the daily row cap: stored as an error row, ends the file
+    file_error: str = ""
+
+
+def _prepared_batches(
     contribution: Contribution,
-    batch: list[Row],
+    path: Any,
     hasher: MinHasher,
     bands: int,
     rows: int,
-    quota_left: int,
     *,
-    over_cap: Row | None = None,
-) -> int:
-    """Validate, dedupe and store one batch in one transaction, with the resume point. Returns quota left.
-    ``over_cap`` is the first row past the daily row cap: it is stored as an error row and ends the file."""
+    rows_left: int,
+    batch_size: int,
+) -> Iterator[_Batch]:
+    """The file's batches, then one ``last`` batch with what was left when the file ended, broke or hit the row cap."""
+
+    def prepare(batch: list[Row], done_bytes: int, **last: Any) -> _Batch:
+        pending, errors = _rows_validate(contribution, batch)
+        band_of = signatures_compute(pending, hasher, bands, rows) if pending else {}
+        return _Batch(batch, pending, errors, band_of, done_bytes, **last)
+
+    batch: list[Row] = []
+    done_bytes = 0
+    try:
+        for row in iter_rows(
+            path,
+            filename=contribution.filename,
+            kind=contribution.datanet.record_kind,
+            column_map=contribution.column_map or None,
+            max_expanded_bytes=settings.UPLOAD_MAX_EXPANDED_BYTES,
+            max_line_bytes=settings.UPLOAD_MAX_LINE_BYTES,
+            start_line=contribution.last_line,
+        ):
+            if rows_left <= len(batch):
+                yield prepare(batch, done_bytes, last=True, over_cap=row)
+                return
+            batch.append(row)
+            done_bytes += row.nbytes
+            if len(batch) >= batch_size:
+                yield prepare(batch, done_bytes)
+                rows_left -= len(batch)
+                batch = []
+    except FileError as exc:
+        yield prepare(batch, done_bytes, last=True, file_error=str(exc))
+        return
+    yield prepare(batch, done_bytes, last=True)
+
+
+def _ingest_batch(contribution: Contribution, batch: _Batch, bands: int, rows: int, quota_left: int) -> int:
+    """Dedupe and store one prepared batch in one transaction, with the resume point. Returns quota left."""
     datanet = contribution.datanet
-    pending, errors = _rows_validate(contribution, batch)
+    pending, errors, band_of, over_cap = batch.pending, batch.errors, batch.band_of, batch.over_cap
     capped: list[RowError] = []
     if over_cap is not None:
         capped.append(
@@ -167,9 +210,14 @@ def _ingest_batch(
                 "read (duplicates and rows with errors count too); ingestion stopped here, upload the rest tomorrow",
             )
         )
-    last_line = over_cap.line_no if over_cap is not None else batch[-1].line_no
+    last_line = over_cap.line_no if over_cap is not None else batch.rows[-1].line_no
 
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The batch and its resume point commit together, so a commit lost in a database crash is only read
+            # again: waiting for the WAL flush buys nothing here (it was ~6% of a batch).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
         # One ingestion at a time per Datanet writes originals, so "earliest record" is well defined.
         Datanet.objects.select_for_update().filter(pk=datanet.pk).first()
         contribution_row = Contribution.objects.select_for_update().get(pk=contribution.pk)
@@ -182,16 +230,13 @@ def _ingest_batch(
         exact_duplicates_mark(datanet, pending)
         pending, refused, quota_left = _quota_apply(contribution, pending, quota_left)
         fresh = [p for p in pending if p.status == Record.Status.PENDING]
-        band_of: dict[int, np.ndarray] = {}
-        if fresh:
-            band_of = signatures_compute(fresh, hasher, bands, rows)
-            near_duplicates_mark(datanet, fresh, band_of)
+        index = band_index_get(datanet, bands, rows)
+        near_duplicates_mark(datanet, fresh, band_of, index)
 
         originals = [p for p in pending if p.status == Record.Status.PENDING]
         near = [p for p in pending if p.status == Record.Status.NEAR_DUPLICATE]
         exact = [p for p in pending if p.status == Record.Status.DUPLICATE]
         local_ids = _records_insert(contribution, (originals, near, exact))
-        _bands_insert(datanet, originals, band_of, local_ids)
         _row_errors_insert(
             errors + refused, stored=contribution_row.records_invalid + contribution_row.records_over_quota
         )
@@ -207,6 +252,8 @@ def _ingest_batch(
             ),
             last_line=last_line,
         )
+    # Only once committed: an index entry for a rolled-back row would claim an id that another row may take.
+    band_index_add(index, [local_ids[id(p)] for p in originals], [band_of[id(p)] for p in originals])
     return quota_left
 
 
@@ -226,11 +273,14 @@ def _rows_validate(contribution: Contribution, batch: list[Row]) -> tuple[list[P
                 RowError(contribution=contribution, line_no=row.line_no, message=f"line {row.line_no}: {exc}"[:500])
             )
             continue
+        canonical = canonical_json(record)
         pending.append(
             PendingRecord(
                 line_no=row.line_no,
                 data=record,
-                hash=content_hash(record),
+                # The same bytes are hashed and stored, so the stored data is the canonical form by construction.
+                hash=hashlib.sha256(canonical).hexdigest(),
+                canonical=canonical,
                 label=str(record.get("label", ""))[:100],
                 text=datanet.kind.text_of(record),
             )
@@ -298,7 +348,9 @@ def _records_insert(contribution: Contribution, groups: tuple[list[PendingRecord
             p.line_no,
             # A duplicate is a link to its original: its data is read through duplicate_of (Record.content),
             # so a file of one row repeated stores that row once.
-            p.data if p.status == Record.Status.PENDING else {},
+            RawJSON(p.canonical.decode())
+            if p.status == Record.Status.PENDING and p.canonical
+            else (p.data if p.status == Record.Status.PENDING else {}),
             p.hash,
             p.label,
             p.status,
@@ -314,18 +366,6 @@ def _records_insert(contribution: Contribution, groups: tuple[list[PendingRecord
         for p, pk in zip(group, created_ids):
             local_ids[id(p)] = pk
     return local_ids
-
-
-def _bands_insert(
-    datanet: Datanet, originals: list[PendingRecord], band_of: dict[int, np.ndarray], local_ids: dict[int, int]
-) -> None:
-    """The originals' band keys, where later rows look for their near-duplicate candidates."""
-    bulk_insert(
-        RecordBand,
-        ((datanet.pk, key, local_ids[id(p)]) for p in originals for key in band_of[id(p)].tolist()),
-        fields=("datanet_id_ref", "band_key", "record"),
-        batch_size=5000,
-    )
 
 
 def _row_errors_insert(errors: list[RowError], *, stored: int) -> None:

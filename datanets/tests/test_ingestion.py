@@ -230,6 +230,33 @@ def test_near_duplicates_are_linked_and_kept_out_of_review(datanet, alice, tmp_p
     assert rec.similarity >= datanet.near_dup_threshold
 
 
+@pytest.mark.parametrize("worker_state", ["fresh worker, no saved index", "fresh worker, saved index", "stale"])
+def test_near_duplicates_are_found_whatever_the_worker_remembers(datanet, alice, tmp_path, settings, worker_state):
+    """The band index is a cache of the stored signatures: a worker that never saw the Datanet, one that loads the
+    saved index, and one whose in-memory index missed another worker's records all find the same near duplicate."""
+    from datanets.services import duplicates
+
+    settings.BAND_INDEX_DIR = str(tmp_path / "band-index")
+    base = distinct_records(3, words=40)
+    ingest(alice, datanet, jsonl(base[:1]), "a.jsonl", tmp_path)
+    if worker_state == "stale":
+        remembered = duplicates._last_index  # this worker's index, before "another worker" adds a record
+        duplicates._last_index = None
+        ingest(alice, datanet, jsonl(base[1:2]), "b.jsonl", tmp_path)
+        duplicates._last_index = remembered
+    else:
+        ingest(alice, datanet, jsonl(base[1:2]), "b.jsonl", tmp_path)
+        if worker_state == "fresh worker, saved index":
+            index = duplicates._last_index[1]
+            index.save(str(duplicates._index_path(duplicates._last_index[0])))
+        duplicates._last_index = None
+    near = dict(base[1], text=base[1]["text"].replace("case 1", "case one"))
+    c, _ = ingest(UserFactory(), datanet, jsonl([near, base[2]]), "c.jsonl", tmp_path)
+    assert (c.records_near_duplicate, c.records_new) == (1, 1)
+    rec = Record.objects.get(contribution=c, line_no=1)
+    assert rec.duplicate_of.data == base[1]
+
+
 def test_near_duplicates_within_one_file(datanet, alice, tmp_path):
     base = distinct_records(1, words=40)[0]
     near = dict(base, text=base["text"].replace("case 0", "case zero"))
@@ -345,16 +372,14 @@ def test_ingestion_rerun_resumes_without_losing_or_doubling(datanet, alice, tmp_
     c = result.contribution
     from core.storage import blob_local_path
     from datanets.ingest.neardup import RECALL_WEIGHTS, MinHasher, lsh_params
-    from datanets.ingest.parsers import iter_rows
 
-    with blob_local_path(c.blob_name) as local:
-        rows = list(
-            iter_rows(local, filename="a.jsonl", kind="labeled_text", max_expanded_bytes=10**9, max_line_bytes=10**6)
-        )
     bands, r = lsh_params(datanet.near_dup_threshold, 128, *RECALL_WEIGHTS)
-    ingestion._ingest_batch(
-        c, rows[:4], MinHasher(num_perm=128), bands, r, 10**6
-    )  # first batch committed, then "crash"
+    with blob_local_path(c.blob_name) as local:
+        batches = ingestion._prepared_batches(
+            c, local, MinHasher(num_perm=128), bands, r, rows_left=10**6, batch_size=4
+        )
+        ingestion._ingest_batch(c, next(batches), bands, r, 10**6)  # first batch committed, then "crash"
+        batches.close()
     c.job.status = "running"
     c.job.save()
     Job.objects.filter(pk=c.job_id).update(heartbeat_at=None)

@@ -119,3 +119,30 @@ def test_index_finds_near_duplicates_and_not_unrelated_texts() -> None:
     assert all(index.query(signature) == [] for signature in signatures[50:])
     with pytest.raises(ValueError, match="already in the index"):
         index.add(0, signatures[0])
+
+
+def test_band_index_finds_what_shares_a_band_and_survives_save_and_load(tmp_path) -> None:
+    from datanets.ingest.neardup import BandIndex
+
+    hasher = MinHasher()
+    texts = random_texts(300)
+    bands, rows = lsh_params(0.8, 128, 0.1, 0.9)
+    keys = band_keys(hasher.signatures(texts), bands, rows)
+    index = BandIndex(bands, rows)
+    index._TAIL_MAX = 64  # many small runs, merged as they grow
+    for start in range(0, 300, 25):
+        index.add(np.arange(start, start + 25) + 1000, keys[start : start + 25])
+    assert len(index) == 300 * bands
+    probe = band_keys(
+        hasher.signatures([change_one_word(texts[17]), texts[250], "nothing like the others"]), bands, rows
+    )
+    found = index.query(probe)
+    assert 1017 in found[0] and 1250 in found[1]
+    assert len(found[2]) == 0
+    path = str(tmp_path / "index.npz")
+    index.covered_id = 1299
+    index.save(path)
+    loaded = BandIndex.load(path, bands, rows)
+    assert loaded is not None and loaded.covered_id == 1299 and loaded.query(probe) == found
+    assert BandIndex.load(path, bands + 1, rows) is None  # built for other LSH parameters: rebuilt instead
+    assert BandIndex.load(str(tmp_path / "missing.npz"), bands, rows) is None

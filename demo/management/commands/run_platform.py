@@ -1,4 +1,4 @@
-"""Run the web server and a real Celery worker together; Ctrl-C stops both."""
+"""Run the web server and real Celery workers (one for short jobs, one for long ones); Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -15,39 +15,39 @@ from django.core.management.base import BaseCommand
 from demo.loader import DEMO_PASSWORD, DEMO_USERS
 
 
+def worker_commands(short: int, long: int) -> list[list[str]]:
+    """One Celery worker for the short queue and one for the long ones, so that a training run or an index build
+    never holds up the ingestion of a paste (each worker runs ``--concurrency`` tasks at once)."""
+    base = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO"]
+    return [
+        [*base, "-Q", settings.QUEUE_SHORT, "--concurrency", str(max(short, 1)), "-n", "short@%h"],
+        [
+            *base,
+            "-Q",
+            f"{settings.QUEUE_LONG},{settings.QUEUE_GPU}",
+            "--concurrency",
+            str(max(long, 1)),
+            "-n",
+            "long@%h",
+        ],
+    ]
+
+
 class Command(BaseCommand):
-    help = "Start the web server and a Celery worker on the configured database and broker."
+    help = "Start the web server and Celery workers (short jobs, long jobs) on the configured database and broker."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", default="8000")
         parser.add_argument("--no-worker", action="store_true")
+        parser.add_argument("--short", type=int, default=1, help="worker processes for short jobs (ingestion)")
+        parser.add_argument("--long", type=int, default=1, help="worker processes for long jobs (training, indexes)")
 
-    def handle(self, *args: Any, host: str, port: str, no_worker: bool, **options: Any) -> None:
+    def handle(self, *args: Any, host: str, port: str, no_worker: bool, short: int, long: int, **options: Any) -> None:
         env = os.environ.copy()
         procs: list[subprocess.Popen[bytes]] = []
         if not no_worker:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "config",
-                        "worker",
-                        "-Q",
-                        "default,attribution,gpu",
-                        "--concurrency",
-                        "1",
-                        "--loglevel",
-                        "INFO",
-                        "-n",
-                        "datanets@%h",
-                    ],
-                    env=env,
-                )
-            )
+            procs.extend(subprocess.Popen(argv, env=env) for argv in worker_commands(short, long))
         procs.append(
             subprocess.Popen([sys.executable, "manage.py", "runserver", f"{host}:{port}", "--noreload"], env=env)
         )
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             f"  Broker:   {settings.CELERY_BROKER_URL if settings.REDIS_URL else 'filesystem ' + str(settings.BROKER_DIR)}",
             f"  Logins (password '{DEMO_PASSWORD}' for all, demo only):",
             *[f"    {name:<10} {role}" for name, role in DEMO_USERS],
-            "  Ctrl-C stops the web server and the worker.",
+            "  Ctrl-C stops the web server and the workers.",
             "=" * 72,
             "",
         ]
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
-            self.stderr.write("A process stopped; shutting down the other.")
+            self.stderr.write("A process stopped; shutting down the others.")
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
