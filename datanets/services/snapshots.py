@@ -6,6 +6,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
@@ -19,6 +20,9 @@ from core.storage import blob_put_file
 from datanets import selectors
 from datanets.ingest.manifest import merkle_root_sha256
 from datanets.models import Datanet, Record, Snapshot, SnapshotExport, SnapshotRecord
+
+# Records per export query and progress update.
+EXPORT_CHUNK = 5000
 
 
 def split_of(record_hash: str, validation_percent: int) -> str:
@@ -136,20 +140,19 @@ def _export(job: Job) -> None:
     progress = JobProgress(job, total=snapshot.record_count, unit="records")
     fields = [f.name for f in snapshot.datanet.kind.fields]
 
-    def rows():
-        done = 0
-        entries = (
-            SnapshotRecord.objects.filter(snapshot=snapshot)
-            .order_by("position")
-            .values_list("record__data", "record__content_hash", "record__id", "record__contributor__username", "split")
-        )
-        for data, digest, rid, user, split in entries.iterator(chunk_size=5000):
-            done += 1
-            if done % 5000 == 0:
-                progress.update(done)
-            row = {name: data.get(name, "") for name in fields}
-            row.update({"record_id": rid, "record_hash": digest, "contributor": user, "split": split})
-            yield row
+    def rows() -> Iterator[dict[str, Any]]:
+        # Streamed in position ranges: each chunk is one short indexed query (snapshot, position), so memory stays
+        # flat, no cursor is held open across the whole export, and progress is written after every chunk.
+        entries = SnapshotRecord.objects.filter(snapshot=snapshot).order_by("position")
+        for start in range(0, snapshot.record_count, EXPORT_CHUNK):
+            chunk = entries.filter(position__gte=start, position__lt=start + EXPORT_CHUNK).values_list(
+                "record__data", "record__content_hash", "record__id", "record__contributor__username", "split"
+            )
+            for data, digest, rid, user, split in chunk:
+                row = {name: data.get(name, "") for name in fields}
+                row.update({"record_id": rid, "record_hash": digest, "contributor": user, "split": split})
+                yield row
+            progress.update(min(snapshot.record_count, start + EXPORT_CHUNK))
 
     suffix = f".v{snapshot.version}.{export.format}"
     with tempfile.TemporaryDirectory() as tmp:
