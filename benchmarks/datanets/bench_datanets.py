@@ -429,17 +429,19 @@ def review_queue_bench(
                 {"after": deep_after, "contributor": contributor_filter},
             ),
         ]
+    cpu: dict[str, tuple[float, float]] = {}
     for name, url, params in cases:
-        times = []
+        times, page_cpu = [], []
         for _ in range(requests):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             response = client.get(url, params)
             times.append((time.perf_counter() - t0) * 1000)
+            page_cpu.append((time.process_time() - c0) * 1000)
             assert response.status_code == 200, (url, response.status_code)
         # The bare queue query, as the reference floor of the page.
-        sql_times = []
+        sql_times, sql_cpu = [], []
         for _ in range(requests):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             selectors.review_queue(
                 datanet=datanet,
                 curator=curator,
@@ -448,6 +450,8 @@ def review_queue_bench(
                 contributor=params.get("contributor", ""),
             )
             sql_times.append((time.perf_counter() - t0) * 1000)
+            sql_cpu.append((time.process_time() - c0) * 1000)
+        cpu[name] = (statistics.median(page_cpu), statistics.median(sql_cpu))
         p50, p95 = percentiles(times)
         q50, q95 = percentiles(sql_times)
         rows.append((name, p50, p95, q50, q95))
@@ -466,6 +470,7 @@ def review_queue_bench(
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params_)
             qs_plans[name] = "\n".join(r[0] for r in cursor.fetchall())
     review_queue_bench.plans = qs_plans  # type: ignore[attr-defined]
+    review_queue_bench.cpu = cpu  # type: ignore[attr-defined]
     return rows
 
 
@@ -574,10 +579,15 @@ def reading_main(args: argparse.Namespace) -> None:
     seeded = seed_reading(args.records)
     print(f"\nReview queue with {args.records:,} records in the Datanet ({load()})")
     queue = review_queue_bench(seeded["queue"], seeded["curator"], args.requests, contributor_filter="bench-c3")
+    print(
+        "  wall ms: the request through Django's test client; CPU ms: this process's CPU for it (Django, template,\n"
+        "  serializer, driver; not PostgreSQL's), which the neighbours' load does not inflate"
+    )
     for name, p50, p95, q50, q95 in queue:
+        page_cpu, query_cpu = review_queue_bench.cpu[name]  # type: ignore[attr-defined]
         print(
-            f"  {name:38s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   (queue query alone p50 {q50:5.1f} / p95 "
-            f"{q95:5.1f} ms; page/query {p50 / q50:4.1f}x)"
+            f"  {name:36s} wall p50 {p50:6.1f} p95 {p95:6.1f} | query alone p50 {q50:5.1f} p95 {q95:5.1f} | "
+            f"page/query {p50 / q50:4.1f}x | CPU page {page_cpu:5.1f} query {query_cpu:4.1f} ({page_cpu / query_cpu:3.1f}x)"
         )
     if args.plans:
         for name, plan in review_queue_bench.plans.items():  # type: ignore[attr-defined]
