@@ -9,6 +9,7 @@ built only with ``--large`` (about 7 GB of memory); without it the 10M figure is
 largest size run (a scan is linear in rows), and the table says so.
 
 Usage: OMP_NUM_THREADS=2 nice -n 10 python benchmarks/attribution/topk_faiss.py [--quick] [--large] [--threads N]
+       [--sizes 100000,1000000,3000000] [--no-gradients]
 """
 
 from __future__ import annotations
@@ -161,6 +162,8 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     print(f"machine: {digits.machine()}; faiss {faiss.__version__}; shard threads {threads}")
     sizes = [100_000] if quick else [100_000, 1_000_000] + ([10_000_000] if large else [])
+    if "--sizes" in sys.argv:
+        sizes = [int(x) for x in sys.argv[sys.argv.index("--sizes") + 1].split(",")]
     rng = np.random.default_rng(0)
     dim = 128
     rows: list[dict] = []
@@ -172,7 +175,7 @@ def main() -> None:
         calib = rng.standard_normal((32, dim), dtype=np.float32)
         rows += rows_for("gaussian", features, queries, calib, threads)
         del features
-    if not quick:
+    if not quick and "--no-gradients" not in sys.argv:
         features, both = gradient_features(1_000_000, dim, n_queries=64)
         rows += rows_for("gradients", features, both[:32], both[32:], threads)
         del features
@@ -187,7 +190,7 @@ def main() -> None:
             f"| {r['data']} | {r['records']:,} | {r['method']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['recall']:.3f} | {r.get('candidates', '-')} | {r['p50_ms'] / ref['p50_ms']:.2f}x |"
         )
-    if not large:
+    if max(sizes) < 10_000_000:
         top = max(sizes)
         print(f"\n10M extrapolated linearly from {top:,} rows (not run; --large runs it):")
         for r in rows:

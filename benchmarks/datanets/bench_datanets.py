@@ -593,6 +593,8 @@ def reading_main(args: argparse.Namespace) -> None:
         for name, plan in review_queue_bench.plans.items():  # type: ignore[attr-defined]
             print(f"  EXPLAIN ANALYZE, {name}:")
             print("    " + plan.replace("\n", "\n    "))
+    if args.no_publish:
+        return
     print(f"\nSnapshot publish and export, {args.records:,} approved records ({load()})")
     pub = publish_reading_bench(seeded["publish"], seeded["owner"])
     print(
@@ -625,6 +627,7 @@ def main() -> None:
         help="only the review queue, publish and export, on a kept database seeded in SQL (not dropped)",
     )
     parser.add_argument("--plans", action="store_true", help="print EXPLAIN ANALYZE of the queue query")
+    parser.add_argument("--no-publish", action="store_true", help="with --reading-only: the review queue alone")
     args = parser.parse_args()
     if args.reading_only:
         if args.quick:
