@@ -116,6 +116,28 @@ def datanet_counts(datanet: Datanet) -> dict[str, int]:
     return counts
 
 
+# What the review page and the queue API show of a record: every column but the MinHash signature (a few hundred
+# bytes a row that only near-duplicate detection reads), and of its contributor only the username.
+REVIEW_QUEUE_FIELDS = (
+    "id",
+    "datanet",
+    "contribution",
+    "contributor",
+    "contributor__username",
+    "line_no",
+    "data",
+    "content_hash",
+    "label",
+    "status",
+    "duplicate_of",
+    "similarity",
+    "approvals",
+    "rejections",
+    "created_at",
+    "resolved_at",
+)
+
+
 def review_queue(
     *,
     datanet: Datanet,
@@ -128,9 +150,12 @@ def review_queue(
 ) -> list[Record]:
     """Pending records this curator may still vote on, oldest first, keyset-paginated by id.
 
-    Keyset pagination keeps a page at a constant cost however deep the queue is (no OFFSET scan).
+    Keyset pagination keeps a page at a constant cost however deep the queue is (no OFFSET scan). The records come
+    with their contributor's username and with ``datanet`` set to the one given, so that rendering a page (links go
+    through the Datanet's slug) runs no query per row.
     """
-    voted = Vote.objects.filter(record=OuterRef("pk"), curator=curator)
+    # The vote check starts at the same keyset point, so a deep page does not walk the curator's earlier votes.
+    voted = Vote.objects.filter(record=OuterRef("pk"), curator=curator, record_id__gt=after_id)
     asked_of_another = VoteRequest.objects.filter(
         record=OuterRef("pk"), answered_at__isnull=True, expires_at__gt=timezone.now()
     ).exclude(curator=curator)
@@ -146,7 +171,17 @@ def review_queue(
         qs = qs.filter(contributor__username=contributor)
     if contribution_id:
         qs = qs.filter(contribution_id=contribution_id)
-    return list(qs.select_related("contributor").order_by("id")[:limit])
+    # Two steps: the page's ids from an index-only scan of the covering pending index (record_pending_cover_idx
+    # holds every column the filters read), then those rows by primary key. In one query the planner prefers to walk
+    # the primary key in id order, which first skips every row of the Datanets created before this one (119 ms
+    # against 0.3 ms at 1M records).
+    ids = list(qs.order_by("id").values_list("id", flat=True)[:limit])
+    records = list(
+        Record.objects.filter(pk__in=ids).select_related("contributor").only(*REVIEW_QUEUE_FIELDS).order_by("id")
+    )
+    for record in records:
+        record.datanet = datanet
+    return records
 
 
 def vote_requests_for(curator: User, datanet: Datanet) -> list[VoteRequest]:

@@ -2,7 +2,7 @@
 
 - ``GradientIndex``: per-inference attribution from projected training gradients (TRAK / influence functions).
 - ``SpanIndex``: verbatim spans of generated text found in the training data (infini-gram / OLMoTrace).
-- ``Int8Index``: approximate inner-product search (int8 scan, exact rerank) for indexes of 200k+ records;
+- ``SQ8Index``: approximate inner-product search (faiss int8 scalar quantizer, sharded, exact rerank) for 200k+ records;
   ``IVFIndex``: k-means inverted lists, kept for comparison.
 - ``knn_shapley``: exact KNN-Shapley values of training records against a validation set (epoch valuation).
 - ``cross_fit``: out-of-fold label probabilities (confident-learning style check of each record's label).
@@ -11,7 +11,7 @@
 
 from attribution.engine.crossfit import CrossFit, cross_fit
 from attribution.engine.gradient import GradientIndex, IndexMismatch
-from attribution.engine.search import Int8Index, IVFIndex, TopK, top_k_inner_product
+from attribution.engine.search import IVFIndex, SQ8Index, TopK, top_k_inner_product
 from attribution.engine.spans import Span, SpanIndex
 from attribution.engine.valuation import collapse_duplicates, knn_shapley, representation_similarity
 
@@ -19,7 +19,7 @@ __all__ = [
     "CrossFit",
     "GradientIndex",
     "IVFIndex",
-    "Int8Index",
+    "SQ8Index",
     "IndexMismatch",
     "Span",
     "SpanIndex",

@@ -22,14 +22,14 @@ import torch
 from torch.func import functional_call, grad, jacrev, vmap
 
 from attribution.engine.projection import DENSE_LIMIT, IDENTITY_MAX_PARAMS, BlockProjector, block_size_total
-from attribution.engine.search import Int8Index, TopK, top_k_inner_product
+from attribution.engine.search import SQ8Index, TopK, top_k_inner_product
 
 LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
 
 FORMAT_VERSION = 1
-# At or above this many records, search(approximate="auto") uses the int8 index (exact below it).
+# At or above this many records, search(approximate="auto") uses the faiss int8 (SQ8) index (exact below it).
 APPROXIMATE_MIN_ROWS = 200_000
 HESSIANS = ("auto", "exact", "fisher", "empirical")
 # The exact Hessian is formed from this many records and Hessian-vector products at once (bounds its memory;
@@ -171,7 +171,7 @@ class GradientIndex:
         self.models: list[torch.nn.Module] = list(models) if models else []
         self.loss_fn = loss_fn
         self._projectors: list[_GradientProjector] | None = None
-        self._approx: Int8Index | None = None
+        self._approx: SQ8Index | None = None
         self.approximate_calibration: dict[str, float] = {}
 
     @property
@@ -371,7 +371,7 @@ class GradientIndex:
     ) -> TopK:
         """Top-k training records for preconditioned query vectors.
 
-        ``approximate=False`` scans every record (blockwise). ``True`` scans an int8 copy and reranks the best
+        ``approximate=False`` scans every record (blockwise). ``True`` scans faiss int8 codes and reranks the best
         candidates exactly (``approximate_index``, built and calibrated on first use); its scores are exact, but a
         record that quantization pushes below the candidate cut can be missed. ``"auto"`` (default) is approximate at
         ``APPROXIMATE_MIN_ROWS`` records and more, exact below.
@@ -382,12 +382,12 @@ class GradientIndex:
             return self.approximate_index().search(query_vectors, k)
         return top_k_inner_product(query_vectors, self.features, k, block_rows=block_rows)
 
-    def approximate_index(self, *, recall: float = 0.95, k: int = 50, n_calibration: int = 32) -> Int8Index:
-        """The int8 index over the features (n * dim bytes), built once and calibrated: its candidate count is the
+    def approximate_index(self, *, recall: float = 0.95, k: int = 50, n_calibration: int = 32) -> SQ8Index:
+        """The faiss int8 (SQ8) index over the features (n * dim bytes), built once and calibrated: its candidate count is the
         smallest that reaches mean recall@k >= ``recall`` against exact search for queries made from random
         training records' preconditioned gradients. ``approximate_calibration`` records what was reached."""
         if self._approx is None:
-            index = Int8Index(self.features)
+            index = SQ8Index(self.features)
             rng = np.random.default_rng(int(self.meta.get("seed", 0)) + 1)
             rows = np.sort(rng.choice(self.n_train, min(n_calibration, self.n_train), replace=False))
             phi = np.asarray(self.features[rows], dtype=np.float64)

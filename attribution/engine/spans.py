@@ -57,6 +57,13 @@ def suffix_array(text: np.ndarray) -> np.ndarray:
         h *= 2
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """int32 where every value fits (token ids and positions below 2**31): half the bytes of int64 on disk and in
+    memory, the same answers (queries compare them with int64 patterns)."""
+    small = values.size == 0 or (values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max)
+    return values.astype(np.int32) if small else values
+
+
 class SpanIndex:
     def __init__(self, text: np.ndarray, sa: np.ndarray, doc_starts: np.ndarray, doc_ids: list[Hashable]) -> None:
         self.text = text
@@ -86,7 +93,7 @@ class SpanIndex:
             parts.append(a)
             parts.append(np.array([SEPARATOR], dtype=np.int64))
         text = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return cls(text, suffix_array(text), doc_starts, ids)
+        return cls(_compact(text), _compact(suffix_array(text)), doc_starts, ids)
 
     def count(self, pattern: Sequence[int] | np.ndarray) -> int:
         p = np.asarray(pattern, dtype=np.int64)[None, :]

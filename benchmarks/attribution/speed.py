@@ -1,4 +1,4 @@
-"""Attribution latency: exact, int8 and IVF (approximate, with recall@50) top-k over 10k / 100k / 1M indexed records (k dims 128 and 256, batches 1 and 32),
+"""Attribution latency: exact (faiss flat), SQ8 (faiss int8) and IVF (approximate, with recall@50) top-k over 10k / 100k / 1M indexed records (k dims 128 and 256, batches 1 and 32),
 query-gradient cost, index build time per record versus one training epoch, and SpanIndex build/query times.
 Single-threaded unless a row says otherwise. Usage: python benchmarks/attribution/speed.py [--quick] [--topk-only]
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import digits  # noqa: E402
 
-from attribution.engine import GradientIndex, Int8Index, IVFIndex, SpanIndex, top_k_inner_product  # noqa: E402
+from attribution.engine import GradientIndex, IVFIndex, SpanIndex, SQ8Index, top_k_inner_product  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def latency_row(data: str, n: int, dim: int, method: str, batch: int, ms: np.nda
 
 
 def topk_rows(sizes: list[int], k: int = 50) -> list[dict[str, object]]:
-    """Exact search at every size; at sizes >= 100k also the int8 index (the approximate path GradientIndex uses) and
+    """Exact search at every size; at sizes >= 100k also the faiss SQ8 index (the approximate path GradientIndex uses) and
     the IVF index (batch 1), each calibrated to recall@50 >= 0.95 on 32 calibration queries, with recall reported on
     32 other queries. Data: random Gaussian features, and at the largest size also projected, preconditioned
     gradients (``gradient_features``), whose scores, like Gaussian ones, spread over every direction."""
@@ -116,13 +116,13 @@ def topk_rows(sizes: list[int], k: int = 50) -> list[dict[str, object]]:
                     del features
                     continue
                 truth = top_k_inner_product(queries, features, k).indices
-                for method in ("int8", "ivf"):
+                for method in ("sq8", "ivf"):
                     started = time.perf_counter()
-                    index = Int8Index(features) if method == "int8" else IVFIndex(features)
+                    index = SQ8Index(features) if method == "sq8" else IVFIndex(features)
                     build = time.perf_counter() - started
                     calibration = (
                         index.calibrate(calib, k=k, target=0.95)
-                        if isinstance(index, Int8Index)
+                        if isinstance(index, SQ8Index)
                         else index.calibrate(features, calib, k=k, target=0.95)
                     )
                     recall = recall_at(index.search(queries, k).indices, truth)
@@ -131,7 +131,7 @@ def topk_rows(sizes: list[int], k: int = 50) -> list[dict[str, object]]:
                         per_query.extend(timed(lambda q=queries[i : i + 1], ix=index: ix.search(q, k), 1))
                     setting = (
                         f"{index.candidates} candidates"
-                        if isinstance(index, Int8Index)
+                        if isinstance(index, SQ8Index)
                         else f"nprobe {index.nprobe}/{index.nlist}"
                     )
                     extra = {
@@ -141,7 +141,7 @@ def topk_rows(sizes: list[int], k: int = 50) -> list[dict[str, object]]:
                         "calibration_recall": calibration["recall"],
                     }
                     rows.append(latency_row(data, n, dim, method, 1, np.array(per_query), **extra))
-                    if method == "int8":
+                    if method == "sq8":
                         ms = timed(lambda q=queries, ix=index: ix.search(q, k), 5)
                         rows.append(latency_row(data, n, dim, method, 32, ms, **extra))
                     del index

@@ -448,6 +448,93 @@ def near_dup_accuracy(path: Path, n_base: int, threshold: float) -> list[tuple[s
 
 # --- Review queue and publish ---------------------------------------------------------------------------------
 
+READING_CONTRIBUTORS = 10
+
+
+def seed_reading(n: int) -> dict[str, Any]:
+    """Two Datanets of n records each, written in SQL (no ingestion): ``Bench queue n`` with every record pending
+    (the curator has voted on every 10th, so the queue skips those), and ``Bench publish n`` with every record
+    approved. Records: labeled_text, about 250 characters, from 10 contributors in 10 contributions. Kept between
+    runs: a database that already holds them is reused as it is (``--reading-only``)."""
+    from django.db import connection, transaction
+
+    from accounts.models import User
+    from datanets import services
+    from datanets.models import Contribution, Datanet, Record, Snapshot
+
+    owner, _ = User.objects.get_or_create(username="bench-owner")
+    curator, _ = User.objects.get_or_create(username="bench-curator")
+    people = [User.objects.get_or_create(username=f"bench-c{i}")[0] for i in range(READING_CONTRIBUTORS)]
+    out: dict[str, Any] = {"owner": owner, "curator": curator}
+    for role, status in (("queue", Record.Status.PENDING), ("publish", Record.Status.APPROVED)):
+        title = f"Bench {role} {n}"
+        datanet = Datanet.objects.filter(title=title).first()
+        if datanet is not None and Record.objects.filter(datanet=datanet).count() == n:
+            out[role] = datanet
+            continue
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            if datanet is not None:
+                Snapshot.objects.filter(datanet=datanet).delete()
+                Record.objects.filter(datanet=datanet).delete()
+                Contribution.objects.filter(datanet=datanet).delete()
+                datanet.delete()
+            datanet = services.datanet_create(
+                owner=owner, title=title, record_kind="labeled_text", labels=LABELS, curators=[curator], domain="b"
+            )
+            contributions = [
+                Contribution.objects.create(
+                    datanet=datanet,
+                    contributor=person,
+                    source=Contribution.Source.FILE,
+                    filename=f"part-{i}.jsonl",
+                    file_sha256=hashlib.sha256(f"{title}-{i}".encode()).hexdigest(),
+                    blob_name=f"bench/{i}",
+                    size_bytes=0,
+                    status=Contribution.Status.DONE,
+                )
+                for i, person in enumerate(people)
+            ]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    """
+                    INSERT INTO datanets_record (datanet_id, contribution_id, contributor_id, line_no, data,
+                        content_hash, label, status, approvals, rejections, created_at)
+                    SELECT %(datanet)s, (%(contributions)s::bigint[])[1 + g %% %(k)s],
+                        (%(people)s::bigint[])[1 + g %% %(k)s], g / %(k)s + 1,
+                        jsonb_build_object('text', 'record ' || g || ' ' || repeat(md5(g::text) || ' ', 7),
+                                           'label', (%(labels)s::text[])[1 + (g / 7) %% 4]),
+                        encode(sha256(('bench' || g)::bytea), 'hex'), (%(labels)s::text[])[1 + (g / 7) %% 4],
+                        %(status)s, %(approvals)s, 0, now()
+                    FROM generate_series(0, %(n)s - 1) AS g
+                    """,
+                    {
+                        "datanet": datanet.pk,
+                        "contributions": [c.pk for c in contributions],
+                        "people": [p.pk for p in people],
+                        "k": READING_CONTRIBUTORS,
+                        "labels": LABELS,
+                        "status": status,
+                        "approvals": 2 if status == Record.Status.APPROVED else 0,
+                        "n": n,
+                    },
+                )
+                if status == Record.Status.PENDING:
+                    cursor.execute(
+                        """
+                        INSERT INTO datanets_vote (record_id, curator_id, decision, reason, created_at)
+                        SELECT id, %s, 'approve', '', now() FROM datanets_record
+                        WHERE datanet_id = %s AND id %% 10 = 0
+                        """,
+                        [curator.pk, datanet.pk],
+                    )
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE datanets_record")
+            cursor.execute("VACUUM ANALYZE datanets_vote")
+        print(f"  seeded {title}: {n:,} records in {time.perf_counter() - t0:.0f} s", flush=True)
+        out[role] = datanet
+    return out
+
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
     samples = sorted(samples)
@@ -455,7 +542,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), p95
 
 
-def review_queue_bench(datanet: Any, curator: Any, requests: int) -> list[tuple[str, float, float, float, float]]:
+def review_queue_bench(
+    datanet: Any, curator: Any, requests: int, contributor_filter: str = ""
+) -> list[tuple[str, float, float, float, float]]:
     from django.db import connection
     from django.test import Client
 
@@ -471,25 +560,52 @@ def review_queue_bench(datanet: Any, curator: Any, requests: int) -> list[tuple[
     cases = [
         ("HTML page, first", f"/d/{datanet.slug}/review/", {}),
         ("HTML page, deep (after= at 90%)", f"/d/{datanet.slug}/review/", {"after": deep_after}),
+        ("HTML page, label filter, first", f"/d/{datanet.slug}/review/", {"label": "question"}),
         ("HTML page, label filter, deep", f"/d/{datanet.slug}/review/", {"after": deep_after, "label": "question"}),
         ("API, first", f"/api/datanets/{datanet.slug}/review-queue/", {}),
         ("API, deep (after= at 90%)", f"/api/datanets/{datanet.slug}/review-queue/", {"after": deep_after}),
+        (
+            "API, label filter, deep",
+            f"/api/datanets/{datanet.slug}/review-queue/",
+            {"after": deep_after, "label": "question"},
+        ),
     ]
+    if contributor_filter:
+        cases += [
+            (
+                "HTML page, contributor filter, deep",
+                f"/d/{datanet.slug}/review/",
+                {"after": deep_after, "contributor": contributor_filter},
+            ),
+            (
+                "API, contributor filter, deep",
+                f"/api/datanets/{datanet.slug}/review-queue/",
+                {"after": deep_after, "contributor": contributor_filter},
+            ),
+        ]
+    cpu: dict[str, tuple[float, float]] = {}
     for name, url, params in cases:
-        times = []
+        times, page_cpu = [], []
         for _ in range(requests):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             response = client.get(url, params)
             times.append((time.perf_counter() - t0) * 1000)
+            page_cpu.append((time.process_time() - c0) * 1000)
             assert response.status_code == 200, (url, response.status_code)
         # The bare queue query, as the reference floor of the page.
-        sql_times = []
+        sql_times, sql_cpu = [], []
         for _ in range(requests):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             selectors.review_queue(
-                datanet=datanet, curator=curator, after_id=int(params.get("after", 0)), label=params.get("label", "")
+                datanet=datanet,
+                curator=curator,
+                after_id=int(params.get("after", 0)),
+                label=params.get("label", ""),
+                contributor=params.get("contributor", ""),
             )
             sql_times.append((time.perf_counter() - t0) * 1000)
+            sql_cpu.append((time.process_time() - c0) * 1000)
+        cpu[name] = (statistics.median(page_cpu), statistics.median(sql_cpu))
         p50, p95 = percentiles(times)
         q50, q95 = percentiles(sql_times)
         rows.append((name, p50, p95, q50, q95))
@@ -508,6 +624,7 @@ def review_queue_bench(datanet: Any, curator: Any, requests: int) -> list[tuple[
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params_)
             qs_plans[name] = "\n".join(r[0] for r in cursor.fetchall())
     review_queue_bench.plans = qs_plans  # type: ignore[attr-defined]
+    review_queue_bench.cpu = cpu  # type: ignore[attr-defined]
     return rows
 
 
@@ -539,6 +656,113 @@ def publish_bench(datanet: Any, owner: Any) -> dict[str, float]:
     return {"approved": approved, "update_s": update_s, "select_s": select_s, "publish_s": publish_s}
 
 
+def publish_reading_bench(datanet: Any, owner: Any) -> dict[str, float]:
+    """Publish a Datanet whose records are all approved (earlier benchmark snapshots are deleted first), beside the
+    bare SELECT of the approved rows; then build its JSONL export in this process, with its progress updates and
+    the peak traced Python memory of the export."""
+    import tracemalloc
+
+    from django.db import connection
+
+    from core.models import Job
+    from datanets import services
+    from datanets.models import Record, Snapshot, SnapshotExport
+    from datanets.services import snapshots as snapshot_services
+
+    Snapshot.objects.filter(datanet=datanet).delete()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE datanets_snapshotrecord")
+    t0 = time.perf_counter()
+    rows = list(
+        Record.objects.filter(datanet=datanet, status=Record.Status.APPROVED)
+        .order_by("content_hash")
+        .values_list("id", "content_hash", "contributor__username", "label")
+    )
+    select_s = time.perf_counter() - t0
+    approved = len(rows)
+    del rows
+    t0 = time.perf_counter()
+    snapshot = services.snapshot_publish(actor=owner, datanet=datanet, notes="benchmark")
+    publish_s = time.perf_counter() - t0
+    assert snapshot.record_count == approved
+
+    snapshot_services.job_enqueue = lambda job: None  # this process is the worker
+    export = services.snapshot_export_request(actor=owner, snapshot=snapshot, fmt="jsonl")
+    updates: list[tuple[float, int]] = []
+    original_update = snapshot_services.JobProgress.update
+
+    def watch(self: Any, done: int, *args: Any, **kwargs: Any) -> Any:
+        updates.append((time.perf_counter(), done))
+        return original_update(self, done, *args, **kwargs)
+
+    snapshot_services.JobProgress.update = watch  # type: ignore[method-assign]
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        services.snapshot_export_run(job_id=str(export.job_id))
+    finally:
+        snapshot_services.JobProgress.update = original_update  # type: ignore[method-assign]
+    export_s = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    export.refresh_from_db()
+    assert Job.objects.get(pk=export.job_id).status == Job.Status.SUCCEEDED and export.ready
+    first_progress = (updates[0][0] - t0) if updates else float("nan")
+    return {
+        "approved": approved,
+        "select_s": select_s,
+        "publish_s": publish_s,
+        "export_s": export_s,
+        "export_mb": export.size_bytes / 1e6,
+        "export_peak_mb": peak / 1e6,
+        "progress_updates": len(updates),
+        "first_progress_s": first_progress,
+        "exports": SnapshotExport.objects.filter(snapshot=snapshot).count(),
+    }
+
+
+def reading_main(args: argparse.Namespace) -> None:
+    """The reading parts alone on a kept benchmark database: seed (once), review queue, publish, export."""
+    _setup_django(args.database_url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print("Datanets reading benchmark on PostgreSQL (database kept between runs)")
+    print(machine_line())
+    print(f"\nSeeding ({load()})")
+    seeded = seed_reading(args.records)
+    print(f"\nReview queue with {args.records:,} records in the Datanet ({load()})")
+    queue = review_queue_bench(seeded["queue"], seeded["curator"], args.requests, contributor_filter="bench-c3")
+    print(
+        "  wall ms: the request through Django's test client; CPU ms: this process's CPU for it (Django, template,\n"
+        "  serializer, driver; not PostgreSQL's), which the neighbours' load does not inflate"
+    )
+    for name, p50, p95, q50, q95 in queue:
+        page_cpu, query_cpu = review_queue_bench.cpu[name]  # type: ignore[attr-defined]
+        print(
+            f"  {name:36s} wall p50 {p50:6.1f} p95 {p95:6.1f} | query alone p50 {q50:5.1f} p95 {q95:5.1f} | "
+            f"page/query {p50 / q50:4.1f}x | CPU page {page_cpu:5.1f} query {query_cpu:4.1f} ({page_cpu / query_cpu:3.1f}x)"
+        )
+    if args.plans:
+        for name, plan in review_queue_bench.plans.items():  # type: ignore[attr-defined]
+            print(f"  EXPLAIN ANALYZE, {name}:")
+            print("    " + plan.replace("\n", "\n    "))
+    if args.no_publish:
+        return
+    print(f"\nSnapshot publish and export, {args.records:,} approved records ({load()})")
+    pub = publish_reading_bench(seeded["publish"], seeded["owner"])
+    print(
+        f"  snapshot_publish {pub['publish_s']:.2f} s; bare SELECT of the approved rows {pub['select_s']:.2f} s "
+        f"-> {pub['publish_s'] / pub['select_s']:.2f}x (aim <= 2x)"
+    )
+    print(
+        f"  JSONL export {pub['export_s']:.2f} s, {pub['export_mb']:.0f} MB, peak traced Python memory "
+        f"{pub['export_peak_mb']:.1f} MB, {pub['progress_updates']} progress updates, first after "
+        f"{pub['first_progress_s']:.2f} s"
+    )
+    print(f"\n({load()})")
+
+
 # --- Main -----------------------------------------------------------------------------------------------------
 
 
@@ -553,7 +777,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20k records, 5k small, 5k datasketch")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--child-ingest", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reading-only",
+        action="store_true",
+        help="only the review queue, publish and export, on a kept database seeded in SQL (not dropped)",
+    )
+    parser.add_argument("--plans", action="store_true", help="print EXPLAIN ANALYZE of the queue query")
+    parser.add_argument("--no-publish", action="store_true", help="with --reading-only: the review queue alone")
     args = parser.parse_args()
+    if args.reading_only:
+        if args.quick:
+            args.records, args.requests = 20_000, 10
+        reading_main(args)
+        return
     if args.child_ingest:
         _setup_django(args.database_url)
         _child_ingest(args.child_ingest)

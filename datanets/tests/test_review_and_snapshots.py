@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
+from core.canonical import canonical_json
 from core.errors import Conflict, Forbidden, UserError
 from datanets import selectors, services
 from datanets.ingest.manifest import merkle_root_sha256
@@ -118,6 +119,11 @@ def test_publish_snapshot_with_root_card_and_split(setup):
     assert list(snap.entries.order_by("position").values_list("record__content_hash", flat=True)) == hashes
     manifest = default_storage.open(snap.manifest_name).read().decode().splitlines()
     assert [json.loads(line)["record_hash"] for line in manifest] == hashes
+    # Each line is the canonical JSON of its entry, so anyone can re-hash the manifest.
+    entries = snap.entries.order_by("position").values_list("position", "record__content_hash", "record_id", "split")
+    assert manifest == [
+        canonical_json({"position": p, "record_hash": h, "record_id": r, "split": s}).decode() for p, h, r, s in entries
+    ]
     # Later approvals make a new version; the old one does not change.
     _approve_all(records[4:], curators)
     snap2 = services.snapshot_publish(actor=datanet.owner, datanet=datanet)
@@ -199,3 +205,32 @@ def test_record_kind_cannot_change_with_records(setup):
         services.datanet_update(actor=datanet.owner, datanet=datanet, record_kind="text", labels=[])
     with pytest.raises(Forbidden):
         services.datanet_update(actor=UserFactory(), datanet=datanet, title="Hijacked")
+
+
+def test_review_queue_page_and_api_cost_the_same_queries_for_many_records(setup, tmp_path, client):
+    """A page of 50 records runs the queries of a page of 6: nothing is fetched per row (links, contributors)."""
+    datanet, curators, alice, records = setup
+    client.force_login(curators[0])
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries(url: str) -> tuple[int, bytes]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url)
+        assert response.status_code == 200
+        return len(captured), response.content
+
+    page, api = f"/d/{datanet.slug}/review/", f"/api/datanets/{datanet.slug}/review-queue/"
+    few_page, html = queries(page)
+    few_api, _ = queries(api)
+    assert html.count(b'data-testid="review-item"') == 6
+    ingest(UserFactory(), datanet, jsonl(distinct_records(60, seed=11)), "more.jsonl", tmp_path)
+    many_page, html = queries(page)
+    many_api, body = queries(api)
+    assert html.count(b'data-testid="review-item"') == 50 and len(json.loads(body)["results"]) == 50
+    assert (many_page, many_api) == (few_page, few_api)
+    # Deep pages and filters see the same records as walking the queue from the start.
+    first = selectors.review_queue(datanet=datanet, curator=curators[0], limit=20)
+    rest = selectors.review_queue(datanet=datanet, curator=curators[0], after_id=first[9].pk, limit=10)
+    assert [r.pk for r in rest] == [r.pk for r in first[10:20]]
+    assert all(r.datanet_id == datanet.pk and r.contributor.username for r in rest)

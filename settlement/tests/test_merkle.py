@@ -115,8 +115,16 @@ def test_dump_round_trip_and_tampering_is_caught() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [[("0x1234", 1)], [("0x" + "11" * 20, -1)], [("0x" + "11" * 20, 2**256)], [("0x" + "11" * 20,)], []],
-    ids=["short address", "negative", "too big", "missing amount", "empty"],
+    [
+        [("0x1234", 1)],
+        [("0x" + "11" * 20, 1), ("0y" + "22" * 20, 2)],
+        [("0x" + "11" * 20, 1), ("0x" + "2g" * 20, 2)],
+        [("0x" + "11" * 20, -1)],
+        [("0x" + "11" * 20, 2**256)],
+        [("0x" + "11" * 20,)],
+        [],
+    ],
+    ids=["short address", "no 0x", "not hex", "negative", "too big", "missing amount", "empty"],
 )
 def test_bad_values_are_refused(bad: list[tuple[Any, ...]]) -> None:
     with pytest.raises((ValueError, TypeError)):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from attribution.engine import GradientIndex, Int8Index, IVFIndex, top_k_inner_product
+from attribution.engine import GradientIndex, IVFIndex, SQ8Index, top_k_inner_product
 
 
 def test_single_query_numpy_path_matches_batched_torch_path() -> None:
@@ -62,11 +62,11 @@ def test_gradient_index_approximate_option() -> None:
         index.search(np.zeros((1, 8), np.float32), 3, approximate="yes")
 
 
-def test_int8_index_scores_are_exact_and_recall_is_high() -> None:
+def test_sq8_index_scores_are_exact_and_recall_is_high() -> None:
     rng = np.random.default_rng(4)
-    features = rng.standard_normal((3000, 20)).astype(np.float32)  # 20 columns: padded to 64 inside
+    features = rng.standard_normal((3000, 20)).astype(np.float32)
     queries = rng.standard_normal((5, 20)).astype(np.float32)
-    index = Int8Index(features, candidates=200)
+    index = SQ8Index(features, candidates=200)
     found = index.search(queries, 10)
     np.testing.assert_allclose(found.scores, np.take_along_axis(queries @ features.T, found.indices, 1), rtol=1e-5)
     exact = top_k_inner_product(queries, features, 10)
@@ -75,3 +75,33 @@ def test_int8_index_scores_are_exact_and_recall_is_high() -> None:
     np.testing.assert_array_equal(everything.indices, exact.indices)
     stats = index.calibrate(queries, k=10, target=0.99)
     assert stats["recall"] >= 0.99 and index.candidates == stats["candidates"]
+
+
+def test_exact_search_orders_like_a_full_sort_with_ties_to_the_lower_row() -> None:
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((1000, 12)).astype(np.float32)
+    features[700] = features[30]  # a tie across blocks: the lower row must come first
+    queries = np.concatenate([features[30:31], rng.standard_normal((4, 12)).astype(np.float32)])
+    found = top_k_inner_product(queries, features, 9, block_rows=256)
+    scores = queries.astype(np.float64) @ features.T.astype(np.float64)
+    for row in range(len(queries)):
+        expected = np.lexsort((np.arange(1000), -scores[row]))[:9]
+        np.testing.assert_array_equal(found.indices[row], expected)
+    assert list(found.indices[0][:2]) == [30, 700]
+    wide = top_k_inner_product(queries.astype(np.float64), features.astype(np.float64), 9, block_rows=256)
+    np.testing.assert_array_equal(wide.indices, found.indices)
+
+
+def test_sharded_sq8_index_finds_rows_in_every_shard() -> None:
+    rng = np.random.default_rng(6)
+    features = rng.standard_normal((4000, 16)).astype(np.float32)
+    queries = rng.standard_normal((6, 16)).astype(np.float32)
+    single = SQ8Index(features, candidates=4000, shards=1)
+    sharded = SQ8Index(features, candidates=4000, shards=3)
+    exact = top_k_inner_product(queries, features, 20)
+    np.testing.assert_array_equal(sharded.search(queries, 20).indices, exact.indices)
+    np.testing.assert_array_equal(single.search(queries, 20).indices, exact.indices)
+    # The planted best row of each query sits in the last shard.
+    features[3990:3996] = queries * 10
+    planted = SQ8Index(features, candidates=64, shards=3).search(queries, 1).indices[:, 0]
+    np.testing.assert_array_equal(planted, np.arange(3990, 3996))
