@@ -79,7 +79,7 @@ def test_killing_only_the_pool_child_hands_the_job_to_the_next_child_at_once(wor
     import signal
     import socket
 
-    n = 6_000
+    n = 30_000  # enough batches that a poll sees the job part-way: set-based batches of 500 store in milliseconds
     env = {"INGEST_BATCH_SIZE": "500", "JOB_STALE_SECONDS": "600"}
     worker.stop()
     worker.start(extra_env=env)
@@ -90,7 +90,7 @@ def test_killing_only_the_pool_child_hands_the_job_to_the_next_child_at_once(wor
     contribution_id = result.contribution.pk
 
     def part_way() -> bool:
-        return 0 < Contribution.objects.get(pk=contribution_id).last_line < n - 1000
+        return 0 < Contribution.objects.get(pk=contribution_id).last_line < n - 5000
 
     wait_for(part_way, timeout=120, interval=0.05, what="ingestion to be part-way")
     holder = Job.objects.get(pk=result.contribution.job_id).holder
