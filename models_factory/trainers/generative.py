@@ -148,6 +148,22 @@ def encode_example(tokenizer: Any, prompt: str, response: str, max_length: int) 
     return head + tail, [IGNORE] * len(head) + tail, True
 
 
+def prompt_ids(tokenizer: Any, prompt: str, budget: int | None) -> tuple[list[int], bool]:
+    """(token ids of the wrapped prompt, truncated): a prompt longer than `budget` tokens loses its end (context
+    first, as `encode_example` does in training), re-wrapped in the prompt format."""
+    head = _token_ids(tokenizer, prompt_text(tokenizer, prompt))
+    if budget is None or len(head) <= budget:
+        return head, False
+    words = _token_ids(tokenizer, prompt)
+    keep = max(MIN_PROMPT_TOKENS, budget - (len(head) - len(words)))
+    for _ in range(4):  # decoding and re-encoding can differ by a token or two
+        head = _token_ids(tokenizer, prompt_text(tokenizer, tokenizer.decode(words[:keep], skip_special_tokens=True)))
+        if len(head) <= budget or keep <= MIN_PROMPT_TOKENS:
+            break
+        keep = max(MIN_PROMPT_TOKENS, keep - (len(head) - budget))
+    return head, True
+
+
 def encode_pair(tokenizer: Any, prompt: str, response: str, max_length: int) -> tuple[list[int], list[int]]:
     """(input_ids, labels) of `encode_example`, for callers that do not count truncations."""
     ids, labels, _ = encode_example(tokenizer, prompt, response, max_length)
@@ -180,6 +196,10 @@ def auto_max_length(lengths: list[tuple[int, int]], *, limit: int, cap: int = AU
     floor = max(t for _, t in lengths) + frame + MIN_PROMPT_TOKENS
     chosen = max(q, floor)
     return max(8, min(limit, cap, 8 * math.ceil(chosen / 8)))
+
+
+def _prompt_length(labels: list[int]) -> int:
+    return next((i for i, t in enumerate(labels) if t != IGNORE), len(labels))
 
 
 def pad_examples(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -400,11 +420,8 @@ class LoRATrainer:
         dtype = torch.bfloat16 if choice.autocast_dtype == torch.bfloat16 else torch.float32
         pairs, val_pairs = data.pairs, data.val_pairs
         base, tokenizer = load_causal_lm(ref, dtype=dtype)
-        meter = PhaseMeter(callbacks, "tokenizing", 2 * (len(pairs) + len(val_pairs)), unit="records")
-        lengths: list[tuple[int, int]] = []
-        for p, r in pairs:
-            lengths.append(example_lengths(tokenizer, p, r))
-            meter.advance()
+        meter = PhaseMeter(callbacks, "tokenizing", len(pairs) + len(val_pairs), unit="records")
+        lengths = [example_lengths(tokenizer, p, r) for p, r in pairs] if not config.max_length else []
         limit = int(getattr(base.config, "max_position_embeddings", 0) or 8192)
         max_length = config.max_length or auto_max_length(lengths, limit=limit)
         train_rows: list[tuple[list[int], list[int]]] = []
@@ -416,8 +433,8 @@ class LoRATrainer:
                 rows.append((ids, labels))
                 n_truncated += truncated and rows is train_rows
                 meter.advance()
-        meter.advance(len(val_pairs))
         pad_id = tokenizer.pad_token_id
+        max_prompt_tokens = max(_prompt_length(labels) for _, labels in train_rows)
 
         set_seed(config.seed)
         lora = LoraConfig(
@@ -527,6 +544,8 @@ class LoRATrainer:
                         "base": base_info,
                         "prompt_format": "chat_template" if has_chat_template(tokenizer) else "plain",
                         "max_length": max_length,
+                        # Serving shortens longer prompts the same way, so answers match what the card scored.
+                        "max_prompt_tokens": max_prompt_tokens,
                     },
                 )
                 result.duration_s = time.perf_counter() - started
@@ -549,8 +568,7 @@ class LoRATrainer:
         val = data.val_pairs[:EVAL_MAX_EXAMPLES]
         questions = data.val_questions[:EVAL_MAX_EXAMPLES]
         # The prompt side of each validation example as training encoded it (context shortened to max_length).
-        prompts = [ids[: next((i for i, t in enumerate(labels) if t != IGNORE), len(ids))] for ids, labels in val_rows]
-        prompts = prompts[:EVAL_MAX_EXAMPLES]
+        prompts = [ids[: _prompt_length(labels)] for ids, labels in val_rows[:EVAL_MAX_EXAMPLES]]
         references = [r for _, r in val]
         answer_tokens = max((len(_token_ids(tokenizer, r)) for _, r in data.pairs), default=16)
         max_new = max(8, min(EVAL_MAX_NEW_TOKENS, answer_tokens + 4))
