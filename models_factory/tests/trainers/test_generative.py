@@ -160,9 +160,10 @@ def test_auto_max_length_keeps_the_longest_answer_whole() -> None:
     from models_factory.trainers.generative import MIN_PROMPT_TOKENS, auto_max_length
 
     lengths = [(20, 5)] * 99 + [(30, 200)]  # one long answer
-    assert auto_max_length(lengths, limit=2048) >= 200 + 20 + MIN_PROMPT_TOKENS
-    assert auto_max_length([(20, 5)] * 99 + [(900, 5)], limit=2048) == 40  # a long prompt does not set the length
-    assert auto_max_length([(600, 5)] * 10, limit=256) == 256
+    assert auto_max_length(lengths, frame=12, limit=2048) >= 200 + 12 + MIN_PROMPT_TOKENS
+    assert auto_max_length([(20, 5)] * 99 + [(900, 5)], frame=12, limit=2048) == 32  # one long prompt: cut
+    assert auto_max_length([(600, 5)] * 10, frame=12, limit=2048, cap=80) == 80  # a CPU's budget
+    assert auto_max_length([(600, 5)] * 10, frame=12, limit=256) == 256
 
 
 def test_answer_scores_and_the_lookup_baseline() -> None:
