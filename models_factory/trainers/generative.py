@@ -111,7 +111,11 @@ def response_text(tokenizer: Any, prompt: str, response: str) -> str:
 MIN_PROMPT_TOKENS = 8
 
 # The default recipes (what "New training run", `manage.py train` and the demo use unless the builder sets a field),
-# chosen by benchmarks/training/bench_generative.py on the demo Q&A Datanet; max_length 0 is chosen from the data.
+# measured by benchmarks/training/bench_generative.py on the demo Q&A Datanet (257 training records, 33 held-out
+# questions): SmolLM2 with this recipe (max_length from the data: 80 on a CPU) answers 0.424 exactly (contains 0.424),
+# the base model without the adapter 0.000 (0.061), the same-question lookup 0.152 (0.242). lr 3e-3 follows the
+# planted-facts benchmark (facts learned there; the old 1e-3 learned none); a 1e-3 comparison here is not yet run.
+# max_length 0 is chosen from the data (`auto_max_length`).
 LORA_RECIPES: dict[str, dict[str, Any]] = {
     SMOLLM2: {"epochs": 3, "lr": 3e-3, "batch_size": 8, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
               "max_length": 0},
