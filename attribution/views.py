@@ -52,6 +52,8 @@ def _matched_spans(receipt: Any) -> list[str]:
     index, extra = index_load(version, record)
     tokenizer = extra["tokenizer"]
     tokens = tokenizer(str(receipt.inference.output.get("text", "")), add_special_tokens=False)["input_ids"]
+    if not tokens:  # an empty output (recorded before such calls were refused) has no spans to show
+        return []
     spans = index.find_spans(tokens, min_len=SPAN_MIN_TOKENS)
     return [tokenizer.decode(tokens[s.start : s.end]).strip() for s in spans]
 
@@ -69,6 +71,9 @@ def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
     records = {r.pk: r for r in selectors.records_visible(request.user).filter(pk__in=cited)}
     spans = _matched_spans(receipt) if show_input else []
     output_text = receipt.inference.output.get("text") if show_input else None
+    empty_output = (
+        receipt.version.ml_model.kind == "generative" and not str(receipt.inference.output.get("text") or "").strip()
+    )
     rows = []
     for t in body["top_k"]:
         rec = records.get(t["record"])
@@ -87,6 +92,7 @@ def receipt_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "output_html": mark_safe(_highlight(output_text, spans)) if output_text else None,
             "inference": receipt.inference if show_input else None,
             "show_input": show_input,
+            "empty_output": empty_output,
             "body_json": json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False),
         },
     )

@@ -49,6 +49,8 @@ def model_create(request: HttpRequest) -> HttpResponse:
 
 
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    from models_factory.trainers.generative import lora_recipe  # torch loads on the first model page, not at start
+
     model = get_object_or_404(ml_models_visible(request.user), slug=slug)
     versions = list(model.versions.select_related("snapshot"))
     metric_keys = sorted({k for v in versions for k, val in v.metrics.items() if isinstance(val, (int, float))})
@@ -64,6 +66,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "snapshots": Snapshot.objects.filter(datanet=model.datanet),
             "is_builder": request.user.is_authenticated and model.builder_id == request.user.pk,
             "is_classifier": model.kind == MLModel.Kind.CLASSIFIER,
+            "recipe": lora_recipe("smollm2") if model.kind == MLModel.Kind.GENERATIVE else {},
         },
     )
 

@@ -66,6 +66,12 @@ def _as_batch(data: Any) -> Batch:
     return torch.as_tensor(data)
 
 
+def _to(data: Batch, device: torch.device) -> Batch:
+    if isinstance(data, Mapping):
+        return {key: value.to(device) for key, value in data.items()}
+    return data.to(device)
+
+
 def _length(data: Batch) -> int:
     if isinstance(data, Mapping):
         return len(next(iter(data.values())))
@@ -100,18 +106,30 @@ class _GradientProjector:
         self.per_example = per_example
         self.names = [name for name, _ in trainable_blocks(model)]
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def __call__(self, inputs: Batch, targets: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """(projected gradients on the CPU, rows whose gradient was not finite)."""
+        projected, finite = self.on_device(inputs, targets)
+        return projected.cpu(), np.flatnonzero(~finite.cpu().numpy())
+
+    def on_device(self, inputs: Batch, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(projected gradients, finite-row mask), both on the model's device; the inputs and targets go there."""
+        device = self.device
+        inputs, targets = _to(inputs, device), targets.to(device)
         grads = self._grads(inputs, targets)
         batch = _length(inputs)
-        finite = torch.ones(batch, dtype=torch.bool)
+        finite = torch.ones(batch, dtype=torch.bool, device=device)
         for g in grads.values():
             finite &= torch.isfinite(g.reshape(batch, -1)).all(dim=1)
-        if not bool(finite.all()):
-            grads = {name: torch.where(finite.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for name, g in grads.items()}
+        # Unconditionally (no host sync on a GPU): a non-finite record's gradient is zeroed before projection.
+        grads = {name: torch.where(finite.view(-1, *[1] * (g.dim() - 1)), g, 0.0) for name, g in grads.items()}
         projected = self.projector(grads)
         finite &= torch.isfinite(projected).all(dim=1)
-        projected[~finite] = 0.0
-        return projected, np.flatnonzero(~finite.numpy())
+        projected = torch.where(finite.view(-1, 1), projected, 0.0)
+        return projected, finite
 
     def _grads(self, inputs: Batch, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         was_training = self.model.training
@@ -488,12 +506,12 @@ def _fisher_gram(gp: _GradientProjector, inputs: Batch, batch_size: int) -> np.n
     n = _length(inputs)
     gram = np.zeros((gp.projector.dim, gp.projector.dim), dtype=np.float64)
     for start in range(0, n, batch_size):
-        x = _slice(inputs, start, min(start + batch_size, n))
+        x = _to(_slice(inputs, start, min(start + batch_size, n)), gp.device)
         with torch.no_grad():
             logits = gp.model(**x) if isinstance(x, Mapping) else gp.model(x)
         if logits.dim() != 2:
             raise ValueError("hessian='fisher' needs a classifier whose outputs are [batch, classes] logits")
-        probs = torch.softmax(logits.double(), dim=1).numpy()
+        probs = torch.softmax(logits.double(), dim=1).cpu().numpy()
         probs[~np.isfinite(probs).all(axis=1)] = 0.0  # a record with non-finite logits adds no curvature
         for c in range(probs.shape[1]):
             phi, _ = gp(x, torch.full((len(logits),), c, dtype=torch.int64))
@@ -507,7 +525,7 @@ def _classifier_or_empirical(model: torch.nn.Module, inputs: Batch) -> str:
     model.eval()
     try:
         with torch.no_grad():
-            first = _slice(inputs, 0, 1)
+            first = _to(_slice(inputs, 0, 1), next(model.parameters()).device)
             out = model(**first) if isinstance(first, Mapping) else model(first)
     finally:
         model.train(was_training)
@@ -530,6 +548,7 @@ def _exact_hessian(gp: _GradientProjector, inputs: Batch, targets: torch.Tensor,
     frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     flat = torch.cat([p.detach().reshape(-1) for _, p in named])
+    device = flat.device
 
     def loss(vector: torch.Tensor, x: Batch, y: torch.Tensor) -> torch.Tensor:
         params, offset = {}, 0
@@ -546,13 +565,15 @@ def _exact_hessian(gp: _GradientProjector, inputs: Batch, targets: torch.Tensor,
     try:
         for start in range(0, len(kept), EXACT_HESSIAN_ROWS):
             rows = kept[start : start + EXACT_HESSIAN_ROWS]
-            part = second(flat, _take(inputs, rows), targets[rows]).detach().double().numpy()
+            part = second(flat, _to(_take(inputs, rows), device), targets[rows].to(device)).detach().double().cpu()
+            part = part.numpy()
             if not np.isfinite(part).all():
                 singles = [
-                    second(flat, _take(inputs, rows[i : i + 1]), targets[rows[i : i + 1]]) for i in range(len(rows))
+                    second(flat, _to(_take(inputs, rows[i : i + 1]), device), targets[rows[i : i + 1]].to(device))
+                    for i in range(len(rows))
                 ]
                 part = sum(
-                    (h.detach().double().numpy() for h in singles if bool(torch.isfinite(h).all())),
+                    (h.detach().double().cpu().numpy() for h in singles if bool(torch.isfinite(h).all())),
                     np.zeros_like(hessian),
                 )
             hessian += part

@@ -65,6 +65,7 @@ class BlockProjector:
         self._dense: dict[str, torch.Tensor] = {}
         self._buckets: dict[str, torch.Tensor] = {}
         self._signs: dict[str, torch.Tensor] = {}
+        self._moved: dict[str, tuple[dict[str, torch.Tensor], ...]] = {}
         for name, shape in blocks:
             size = 1
             for s in shape:
@@ -85,18 +86,32 @@ class BlockProjector:
                 )
                 self.kinds[name] = "countsketch"
 
+    def _on(self, device: torch.device) -> tuple[dict[str, torch.Tensor], ...]:
+        """The projection tensors on `device`: built on the CPU (the seeded generator), copied once per device so
+        that gradients on a GPU are projected there."""
+        if device.type == "cpu":
+            return self._dense, self._buckets, self._signs
+        key = str(device)
+        if key not in self._moved:
+            self._moved[key] = tuple(
+                {name: t.to(device) for name, t in group.items()} for group in (self._dense, self._buckets, self._signs)
+            )
+        return self._moved[key]
+
     def __call__(self, grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """[batch, dim] on the gradients' device."""
         if self.kinds and all(kind == "none" for kind in self.kinds.values()):
             return torch.cat([grads[name].reshape(grads[name].shape[0], -1).to(self.dtype) for name in self.kinds], 1)
         out: torch.Tensor | None = None
         for name, kind in self.kinds.items():
             g = grads[name]
+            dense, buckets, signs = self._on(g.device)
             flat = g.reshape(g.shape[0], -1).to(self.dtype)
             if kind == "rademacher":
-                part = flat @ self._dense[name]
+                part = flat @ dense[name]
             else:
-                part = torch.zeros(flat.shape[0], self.dim, dtype=self.dtype)
-                part.index_add_(1, self._buckets[name], flat * self._signs[name])
+                part = torch.zeros(flat.shape[0], self.dim, dtype=self.dtype, device=flat.device)
+                part.index_add_(1, buckets[name], flat * signs[name])
             out = part if out is None else out + part
         if out is None:
             raise ValueError("the model has no trainable parameters (none with requires_grad=True)")

@@ -191,19 +191,9 @@ def test_generative_receipt_credits_verbatim_spans():
     mf.version_deploy(actor=datanet.owner, version=version, deployed=True)
     index = build(version)
     assert index.method == "spans" and index.status == "ready"
-    # The 1-epoch tiny model may decode to nothing greedily (such a call is refused and not charged); sampling with
-    # fixed seeds gives text, deterministically on this CPU build.
-    inference = None
-    for seed in range(10):
-        try:
-            inference = paid_inference(
-                version,
-                {"prompt": "What is the capital of region 3?", "max_tokens": 12, "temperature": 1.0, "seed": seed},
-            )
-            break
-        except UserError as exc:
-            assert "generated no text" in exc.message and "nothing was charged" in exc.message
-    assert inference is not None, "ten seeded samples all decoded to nothing"
+    # Even a 1-epoch tiny model answers greedily with text (its first token must be visible).
+    inference = paid_inference(version, {"prompt": "What is the capital of region 3?", "max_tokens": 12})
+    assert inference.output["text"].strip()
     receipt = inference.receipt_obj
     # Whatever the tiny model generated, a receipt exists, its shares are whole and it recomputes to the same id:
     # spans when the output repeats training text verbatim, else sentence-encoder similarity.
@@ -242,6 +232,31 @@ def test_generative_receipt_credits_verbatim_spans():
     span_index = SpanIndex.load(f"{index.path}/spans")
     with pytest.raises(ValueError, match="empty"):
         span_index.find_spans([], min_len=6)
+
+
+def test_the_explain_page_of_an_empty_generation_says_why_nothing_is_credited(client):
+    datanet, snapshot = snapshot_with(qa_records(8), record_kind="qa", labels=[])
+    model = mf.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="QA")
+    run = mf.training_run_create(
+        actor=datanet.owner, ml_model=model, snapshot=snapshot, base_model="tiny",
+        hyperparameters={"epochs": 1, "batch_size": 4, "max_length": 32},
+    )  # fmt: skip
+    mf.training_run_execute(job_id=str(run.job_id))
+    version = ModelVersion.objects.get(run=run)
+    build(version)
+    consumer = UserFactory()
+    # A paid call recorded with an empty output (such calls are refused now, but older ones exist).
+    empty = Inference.objects.create(
+        version=version, consumer=consumer, input={"prompt": "Capital of region 3?"}, input_hash="0" * 64,
+        output={"text": ""}, tokens_out=48, fee=3, latency_ms=1.0,
+    )  # fmt: skip
+    receipt = receipts.receipt_create(inference=empty)
+    assert receipt is not None and receipt.body["top_k"] == [] and receipt.body["shares"] == []
+    for viewer in (consumer, datanet.owner):  # the consumer sees the output; the owner its hash
+        client.force_login(viewer)
+        page = client.get(receipt.get_absolute_url())
+        assert page.status_code == 200
+        assert b"generated no text for this call, so there is nothing to attribute" in page.content
 
 
 def test_explain_page_and_flags_page(client):

@@ -125,6 +125,7 @@ def training_run_create(
     """A queued run of a model on one of its Datanet's snapshots. ``enqueue=False`` leaves the job for the caller
     to run in its own process (``training_run_execute``), as ``manage.py train`` does."""
     from models_factory.trainers import ConfigError, TrainConfig
+    from models_factory.trainers.generative import lora_recipe
 
     if not can_build_on(actor, snapshot.datanet) or not can_build_on(actor, ml_model.datanet):
         raise NotFound("There is no such model or snapshot.")
@@ -145,8 +146,10 @@ def training_run_create(
             "under a folder this server registers for base models (MODEL_BASE_DIRS). Name a packaged model, or ask "
             "the operator to put the model under one of those folders."
         )
+    # A generative run starts from the measured LoRA recipe of its base; what the builder sets wins.
+    recipe = {} if is_classifier else lora_recipe(base_model)
     try:
-        config = TrainConfig.from_dict({**(hyperparameters or {}), "method": method}).validate()
+        config = TrainConfig.from_dict({**recipe, **(hyperparameters or {}), "method": method}).validate()
     except ConfigError as exc:
         raise UserError(sentence(str(exc))) from None
     if snapshot.record_count < 4:

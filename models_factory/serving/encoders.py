@@ -9,6 +9,7 @@ import torch
 
 from models_factory.trainers.base_models import resolve_encoder
 from models_factory.trainers.classifier import load_encoder, mean_pool
+from models_factory.trainers.device import choose_device
 
 
 class SentenceEncoder:
@@ -17,9 +18,10 @@ class SentenceEncoder:
         self.tokenizer = tokenizer
 
     @classmethod
-    def load(cls, spec: str) -> SentenceEncoder:
+    def load(cls, spec: str, *, device: str | None = None) -> SentenceEncoder:
+        """The encoder on the device `choose_device` picks (a GPU when there is one), like the predictors."""
         encoder, tokenizer = load_encoder(resolve_encoder(spec))
-        return cls(encoder, tokenizer)
+        return cls(encoder.to(choose_device(device).device), tokenizer)
 
     @property
     def device(self) -> torch.device:

@@ -29,7 +29,7 @@ from models_factory.trainers.base_models import (
 )
 from models_factory.trainers.device import choose_device
 from models_factory.trainers.errors import BaseModelError, InputError
-from models_factory.trainers.generative import ARTIFACT_FORMAT, prompt_text
+from models_factory.trainers.generative import ARTIFACT_FORMAT, generation_kwargs, prompt_ids
 
 MAX_NEW_TOKENS_LIMIT = 1024
 MAX_TEMPERATURE = 2.0
@@ -87,7 +87,9 @@ class GenerativeServer:
         with self._lock:
             base = self._activate(Path(adapter_dir))
             tokenizer, model = base.tokenizer, base.model
-            ids = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
+            budget = self._read_meta(Path(adapter_dir)).get("max_prompt_tokens")
+            row, _ = prompt_ids(tokenizer, prompt, int(budget) if budget else None)
+            ids = torch.tensor([row], dtype=torch.long)
             n_prompt = int(ids.shape[1])
             limit = self._input_limit(model)
             if n_prompt + max_new_tokens > limit:
@@ -103,10 +105,9 @@ class GenerativeServer:
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=ids.to(device),
-                    attention_mask=torch.ones_like(ids).to(device),
+                    attention_mask=torch.ones_like(ids, device=device),
                     max_new_tokens=int(max_new_tokens),
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
+                    **generation_kwargs(tokenizer, n_prompt),
                     **sampling,
                 )
             new = out[0, n_prompt:]

@@ -134,20 +134,40 @@ def test_generative_lora_on_a_tiny_base_trains_and_generates():
     assert version.method == "lora" and "perplexity" in version.metrics
     services.version_deploy(actor=model.builder, version=version, deployed=True)
     consumer = UserFactory()
-    credits_grant(actor=None, user=consumer, amount=2)
-    payload = {"prompt": "What is the capital of region 3?", "max_tokens": 8}
-    try:
-        inference = services.infer(consumer=consumer, version_id=version.pk, payload=payload)
-    except UserError as exc:
-        # A 2-epoch tiny base can still emit only tokens that decode to nothing (issue 10): refused, not charged.
-        assert "generated no text" in exc.message and "nothing was charged" in exc.message
-        charged = 0
-    else:
+    credits_grant(actor=None, user=consumer, amount=3)
+    # Even a barely trained tiny model answers with text, greedily: its first token must be a visible one.
+    for prompt in ("What is the capital of region 3?", "hello"):
+        inference = services.infer(
+            consumer=consumer, version_id=version.pk, payload={"prompt": prompt, "max_tokens": 8}
+        )
         assert inference.output["text"].strip() and inference.tokens_out >= 1
-        charged = 1
     with pytest.raises(UserError, match="max_tokens must be between 1 and 1024"):
         services.infer(consumer=consumer, version_id=version.pk, payload={"prompt": "hi", "max_tokens": 5000})
-    assert CreditAccount.objects.get(user=consumer).balance == 2 - charged
+    assert CreditAccount.objects.get(user=consumer).balance == 1
+
+
+def test_generative_runs_start_from_the_measured_recipe_and_the_card_scores_baselines(client):
+    from models_factory.trainers.generative import lora_recipe
+
+    datanet, snapshot = snapshot_with(qa_records(20), record_kind="qa", labels=[])
+    model = services.model_create(builder=datanet.owner, datanet_slug=datanet.slug, name="QA")
+    run = train(model, snapshot, base_model="tiny", hyperparameters={"epochs": 1})
+    assert run.job.status == Job.Status.SUCCEEDED, run.job.error
+    recipe = lora_recipe("tiny")
+    assert run.hyperparameters["lr"] == recipe["lr"] and run.hyperparameters["epochs"] == 1
+    assert run.hyperparameters["max_length"] == 0  # chosen from the data
+    version = ModelVersion.objects.get(run=run)
+    training = version.metrics["training"]
+    assert training["n_train_examples"] == snapshot.train_count and training["max_length"] >= 8  # nothing dropped
+    assert {"exact_match", "contains_answer"} <= set(version.metrics)
+    assert set(version.metrics["baselines"]) == {"base_model", "lookup"}
+    assert all(0 <= v <= 1 for b in version.metrics["baselines"].values() for v in b.values())
+    client.force_login(model.builder)
+    page = client.get(version.get_absolute_url()).content.decode()
+    assert 'data-testid="answer-scores"' in page and "base model without the adapter" in page
+    assert f"records truncated to {training['max_length']} tokens" in page and "none dropped" in page
+    form = client.get(model.get_absolute_url()).content.decode()
+    assert 'data-testid="recipe"' in form and 'name="epochs" type="number" placeholder="' in form
 
 
 def test_an_empty_generation_is_refused_and_refunded(monkeypatch):

@@ -37,7 +37,7 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 16
     lr: float | None = None  # None: the method's default (DEFAULT_LR)
-    max_length: int = 128
+    max_length: int = 128  # 0 (LoRA only): chosen from the data's token lengths
     seed: int = 0
     lora_r: int = 8
     lora_alpha: int = 16
@@ -76,7 +76,8 @@ class TrainConfig:
 
         check_int("epochs", 1, 100)
         check_int("batch_size", 1, 4096)
-        check_int("max_length", 8, 8192)
+        if self.max_length != 0 or self.method not in GENERATIVE_METHODS:
+            check_int("max_length", 8, 8192)
         check_int("seed", 0, 2**32 - 1)
         check_int("lora_r", 1, 256)
         check_int("lora_alpha", 1, 1024)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from models_factory.serving.generative import artifact_tokenizer
 from models_factory.tests.trainers.conftest import Recorder, WorkerKilled, color_records, sum_records
 from models_factory.trainers.common import TrainConfig
 from models_factory.trainers.errors import BaseModelError, Cancelled, ConfigError, DataError, TrainingFailed
@@ -128,3 +129,78 @@ def test_out_of_range_hyperparameters_are_refused_before_any_work(tmp_path: Path
     assert "lora_r must be between 1 and 256, not 0" in str(info.value)
     with pytest.raises(ConfigError, match="method must be one of lora"):
         LoRATrainer("tiny").train(records=records(), config=TrainConfig(method="full"), output_dir=tmp_path)
+
+
+def test_long_contexts_are_truncated_not_dropped_and_the_length_comes_from_the_data(tmp_path: Path) -> None:
+    # One record in 40 has a long context: the default max length fits the others whole, and that one record keeps
+    # its answer and loses the end of its context.
+    train = [
+        {
+            "question": f"Capital of region {i}?",
+            "answer": f"Town{i}.",
+            "context": "filler words " * (60 if i == 0 else 2),
+        }
+        for i in range(40)
+    ]
+    val = [
+        {"question": "Capital of region 3?", "answer": "Town3."},
+        {"question": "Capital of region 9?", "answer": "Town9."},
+    ]
+    config = TrainConfig(method="lora", epochs=1, batch_size=8, max_length=0)
+    result = LoRATrainer("tiny").train(records=train, val_records=val, config=config, output_dir=tmp_path / "a")
+    training = result.metrics["training"]
+    assert training["n_train_examples"] == 40 and training["n_truncated"] == 1
+    assert training["max_length_source"].startswith("from the data")
+    meta = json.loads((tmp_path / "a" / "generative.json").read_text())
+    assert meta["max_length"] == training["max_length"] < 100
+    assert result.config["max_length"] == 0  # what was asked for is stored as asked
+
+
+def test_auto_max_length_keeps_the_longest_answer_whole() -> None:
+    from models_factory.trainers.generative import MIN_PROMPT_TOKENS, auto_max_length
+
+    lengths = [(20, 5)] * 99 + [(30, 200)]  # one long answer
+    assert auto_max_length(lengths, frame=12, limit=2048) >= 200 + 12 + MIN_PROMPT_TOKENS
+    assert auto_max_length([(20, 5)] * 99 + [(900, 5)], frame=12, limit=2048) == 32  # one long prompt: cut
+    assert auto_max_length([(600, 5)] * 10, frame=12, limit=2048, cap=80) == 80  # a CPU's budget
+    assert auto_max_length([(600, 5)] * 10, frame=12, limit=256) == 256
+
+
+def test_answer_scores_and_the_lookup_baseline() -> None:
+    from models_factory.trainers.generative import answer_key, lookup_answers, qa_accuracy
+
+    q = "What condition was Lexapro taken for?"
+    assert answer_key(q, "Lexapro was taken for Depression.") == "depression"
+    scores = qa_accuracy(
+        [q, q, q],
+        ["Lexapro was taken for Depression."] * 3,
+        ["lexapro was taken for depression", "It treats major depression.", "Anxiety."],
+    )
+    assert scores == {"exact_match": 1 / 3, "contains_answer": 2 / 3}
+    train_q = ["What condition was A taken for?"] * 3 + ["What condition was B taken for?"]
+    train_a = ["A was taken for Pain.", "A was taken for Acne.", "A was taken for Pain.", "B was taken for Acne."]
+    asked = ["what condition was a taken for", "What condition was C taken for?"]
+    assert lookup_answers(train_q, train_a, asked) == ["A was taken for Pain.", "A was taken for Pain."]
+
+
+def test_the_card_scores_ours_the_base_model_and_the_lookup_on_the_validation_questions(
+    uninterrupted: tuple[Path, object],
+) -> None:
+    metrics = uninterrupted[1].metrics  # type: ignore[attr-defined]
+    assert 0 <= metrics["exact_match"] <= metrics["contains_answer"] <= 1
+    assert set(metrics["baselines"]) == {"base_model", "lookup"}
+    assert metrics["n_answered"] == len(records()) // 5
+    assert all(s["generated"].strip() for s in metrics["samples"])  # the visible first token: never empty
+
+
+def test_generation_never_starts_with_an_invisible_token(uninterrupted: tuple[Path, object]) -> None:
+    from models_factory.trainers.generative import FirstTokenVisible, invisible_token_ids
+
+    tokenizer = artifact_tokenizer(uninterrupted[0])
+    banned = invisible_token_ids(tokenizer)
+    assert tokenizer.eos_token_id in banned and tokenizer.pad_token_id in banned
+    scores = torch.zeros(2, len(tokenizer))
+    first = FirstTokenVisible(tokenizer, prompt_length=5)(torch.zeros(2, 5, dtype=torch.long), scores)
+    assert torch.isinf(first[:, banned]).all() and torch.isfinite(first).sum() == 2 * (len(tokenizer) - len(banned))
+    later = FirstTokenVisible(tokenizer, prompt_length=5)(torch.zeros(2, 6, dtype=torch.long), scores)
+    assert torch.isfinite(later).all()  # only the first token is constrained; the model may stop after it

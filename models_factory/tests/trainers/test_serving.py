@@ -57,8 +57,19 @@ def test_empty_and_too_long_inputs_are_refused(adapters: tuple[Path, Path]) -> N
     with pytest.raises(InputError, match="prompt is empty"):
         server.generate(adapters[0], "  \n")
     with pytest.raises(InputError, match="input is too long: .* exceeds the model's limit of 64"):
-        server.generate(adapters[0], "sky " * 200, max_new_tokens=8)
+        server.generate(adapters[0], "sky", max_new_tokens=60)
     with pytest.raises(InputError, match="max_new_tokens must be between 1 and 1024"):
         server.generate(adapters[0], "hi", max_new_tokens=0)
     with pytest.raises(InputError, match="temperature must be between 0 and 2"):
         server.generate(adapters[0], "hi", temperature=9)
+
+
+def test_a_prompt_longer_than_training_saw_is_shortened_as_training_did(adapters: tuple[Path, Path]) -> None:
+    import json
+
+    from models_factory.trainers.generative import MIN_PROMPT_TOKENS
+
+    budget = json.loads((adapters[0] / "generative.json").read_text())["max_prompt_tokens"]
+    text, n_prompt, _ = GenerativeServer().generate(adapters[0], "What color is the sky? " + "sky " * 300)
+    # Its end goes, down to the shortest prompt training kept (the question's first MIN_PROMPT_TOKENS tokens).
+    assert text.strip() and 0 < n_prompt <= budget + MIN_PROMPT_TOKENS < 300

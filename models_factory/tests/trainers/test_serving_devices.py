@@ -110,3 +110,32 @@ def test_gradient_head_is_trainable_and_on_the_cpu() -> None:
     assert head is model.head and all(p.requires_grad for p in head.parameters())
     loss = predictor.per_example_loss(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
     assert loss.shape == (3,)
+
+
+class FakeLM(torch.nn.Module):
+    """A causal LM's generate(): records where its inputs were and answers with one token."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, device=device))
+        self.seen: list[torch.device] = []
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        self.seen += [input_ids.device, attention_mask.device]
+        scores = torch.zeros(input_ids.shape[0], 40, device=input_ids.device)
+        for processor in kwargs["logits_processor"]:
+            scores = processor(input_ids, scores)  # the visible-first-token mask must meet scores on their device
+        self.seen.append(scores.device)
+        rows = torch.zeros(input_ids.shape[0], input_ids.shape[1] + 1, dtype=torch.long)
+        rows[:, -1] = 7
+        return rows
+
+
+def test_generation_inputs_and_logit_masks_go_to_the_models_device() -> None:
+    from models_factory.trainers.base_models import train_tiny_tokenizer
+    from models_factory.trainers.generative import generate_batch
+
+    tokenizer = train_tiny_tokenizer(["hello world, the capital of region three"], vocab_size=40)
+    model = FakeLM(META)
+    answers = generate_batch(model, tokenizer, ["hello", "the capital of region three"], max_new_tokens=4)
+    assert len(answers) == 2 and model.seen and all(d == META for d in model.seen)
