@@ -12,3 +12,7 @@ class DatanetsConfig(AppConfig):
         jobs.register("ingest", "datanets.ingest_contribution")
         jobs.register_abandoned("ingest", contribution_abandoned)
         jobs.register("export", "datanets.export_snapshot")
+        from datanets.selectors import export_job_readable, ingest_job_readable
+
+        jobs.register_reader("ingest", ingest_job_readable)
+        jobs.register_reader("export", export_job_readable)

@@ -10,7 +10,17 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from datanets.models import Contribution, ContributorStanding, Datanet, Membership, Record, Upload, Vote
+from core.models import Job
+from datanets.models import (
+    Contribution,
+    ContributorStanding,
+    Datanet,
+    Membership,
+    Record,
+    SnapshotExport,
+    Upload,
+    Vote,
+)
 
 
 def is_owner(user: User, datanet: Datanet) -> bool:
@@ -210,3 +220,13 @@ def contributor_stats(datanet: Datanet, users: Sequence[User] | None = None) -> 
             }
         )
     return out
+
+
+def ingest_job_readable(user: User, job: Job) -> bool:
+    """A Datanet's owner watches the ingestion of every contribution to it (read-only)."""
+    return Contribution.objects.filter(job=job, datanet__owner=user).exists()
+
+
+def export_job_readable(user: User, job: Job) -> bool:
+    """A Datanet's owner watches every export of its snapshots (read-only)."""
+    return SnapshotExport.objects.filter(job=job, snapshot__datanet__owner=user).exists()

@@ -106,7 +106,7 @@ def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | N
     model, run = v.ml_model, v.run
     seen = 200 if w.viewer(role) else 404
     receipt_seen = 200 if w.viewer(role) or role == "consumer" else 404
-    job_seen = 200 if role in {"builder", "admin"} else 404
+    job_seen = 200 if role in {"builder", "owner", "admin"} else 404  # the Datanet's owner watches, read-only
     if not w.viewer(role):
         flags = 302 if role == "anonymous" else 404
     else:
