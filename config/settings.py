@@ -259,7 +259,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-uploads": {"task": "datanets.expire_uploads", "schedule": 3600.0},
     # Earnings of the open epoch update every minute (closing an epoch accrues everything anyway).
     "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},
+    # Pre-built model download zips of versions gone or not downloaded for a while are deleted.
+    "expire-model-zips": {"task": "models_factory.expire_model_zips", "schedule": 3600.0},
 }
+MODEL_ZIP_MAX_AGE_HOURS = env_int("MODEL_ZIP_MAX_AGE_HOURS", 24 * 7, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Datanets limits ------------------------------------------------------------------------------------------
@@ -320,6 +323,18 @@ CHAIN_TOKEN_ADDRESS = env_str("CHAIN_TOKEN_ADDRESS", "")
 SETTLEMENT_CONFIRMATIONS = env_int("SETTLEMENT_CONFIRMATIONS", 1, minimum=1)
 SETTLEMENT_STUCK_SECONDS = env_float("SETTLEMENT_STUCK_SECONDS", 60.0, minimum=0.0)
 WALLET_CHANGE_HOLD_HOURS = env_int("WALLET_CHANGE_HOLD_HOURS", 48, minimum=0)
+
+# --- Email (account notices: a changed reward wallet) ----------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEV else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Datanets <noreply@localhost>")
 TOKEN_UNITS_PER_CREDIT = env_int("TOKEN_UNITS_PER_CREDIT", 10**18, minimum=1)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

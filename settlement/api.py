@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from core.errors import Forbidden, NotFound
 from core.pagination import Pages
 from datanets.models import Datanet
+from datanets.selectors import datanet_ids_visible
 from settlement import anchoring, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, EpochPool, Settlement
 
@@ -231,7 +232,8 @@ class EpochPoolListView(APIView):
     def post(self, request: Request, number: int) -> Response:
         data = PoolFundSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        datanet = Datanet.objects.filter(slug=data.validated_data["datanet"]).first()
+        visible = datanet_ids_visible(request.user)  # a private Datanet is missing to outsiders, never "not yours"
+        datanet = Datanet.objects.filter(slug=data.validated_data["datanet"], pk__in=visible).first()
         if datanet is None:
             raise NotFound(f"There is no Datanet '{data.validated_data['datanet']}'.")
         pool = rewards.pool_fund(
