@@ -134,6 +134,7 @@ def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | N
         ("get", f"/api/records/{w.record.pk}/credit/", None, seen),
         ("get", f"/api/jobs/{run.job_id}/", None, job_seen),
     ]
+    cancel_run = {"builder": 409, "admin": 409}.get(role, 403)  # a finished run cannot be cancelled
     if role != "anonymous":
         # Writes that must not reach a private Datanet from outside: answered like a missing object.
         create = 201 if w.viewer(role) else 404
@@ -148,6 +149,15 @@ def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | N
                 train,
             ),
             ("post", f"/api/models/{v.pk}/infer/", {"text": "fine"}, infer),
+            # Writes sent with a body refused after the visibility check, so the world stays as it is: viewers are
+            # sent back with a message (302), outsiders get a 404 like a missing object.
+            ("post", "/models/new/", {"datanet": "", "name": ""}, 302),
+            ("post", f"/models/{model.slug}/train/", {"epochs": "many"}, 302 if w.viewer(role) else 404),
+            ("post", f"/models/runs/{run.pk}/cancel/", {}, 302 if w.viewer(role) else 404),
+            ("post", f"/models/{model.slug}/v/{v.version}/deploy/", {"deployed": "1"}, 302 if w.viewer(role) else 404),
+            ("post", f"/api/training-runs/{run.pk}/cancel/", {}, cancel_run if w.viewer(role) else 404),
+            ("post", f"/api/models/{v.pk}/deploy/", {"deployed": True, "price_credits": 0}, 400),
+            ("post", f"/api/jobs/{run.job_id}/cancel/", {}, {"owner": 403}.get(role, job_seen)),
         ]
     return cells
 
@@ -169,6 +179,8 @@ COVERED = {
     "api:ml-model-list", "api:ml-model-detail", "api:ml-model-versions", "api:training-run-list",
     "api:training-run-detail", "api:model-version-list", "api:model-version-detail", "api:attribution-index",
     "api:receipt-detail", "api:record-credit", "api:job-detail", "api:model-version-infer",
+    "models_factory:create", "models_factory:train", "models_factory:run_cancel", "models_factory:deploy",
+    "api:training-run-cancel", "api:model-version-deploy", "api:job-cancel",
 }  # fmt: skip
 
 
@@ -182,7 +194,11 @@ def test_every_role_sees_only_what_it_may(private: bool) -> None:
             credits_grant(actor=None, user=user, amount=5)
         api = client_for(w, role)
         for method, url, data, expected in expectations(w, role):
-            response = getattr(api, method)(url, data, format="json") if data is not None else getattr(api, method)(url)
+            call = getattr(api, method)
+            if data is None:
+                response = call(url)
+            else:  # pages take form posts, the API JSON
+                response = call(url, data, format="json") if url.startswith("/api/") else call(url, data)
             if response.status_code != expected:
                 failures.append(f"{role:11} {method.upper()} {url}: {response.status_code}, expected {expected}")
             text = body_of(response)
