@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,7 +42,22 @@ class TokenListView(APIView):
     def get(self, request: Request) -> Response:
         return Response(TokenSerializer(request.user.api_tokens.all(), many=True).data)
 
-    @extend_schema(request=TokenCreateSerializer, responses=TokenSerializer)
+    @extend_schema(
+        request=TokenCreateSerializer,
+        responses={
+            201: inline_serializer(
+                "TokenCreated",
+                {
+                    **{name: serializers.CharField() for name in ("name", "prefix")},
+                    "id": serializers.IntegerField(),
+                    "scopes": serializers.ListField(child=serializers.CharField()),
+                    "created_at": serializers.DateTimeField(),
+                    "expires_at": serializers.DateTimeField(allow_null=True),
+                    "token": serializers.CharField(help_text="The raw token; shown only this once."),
+                },
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         _require_browser_session(request, "Creating an API token")
         serializer = TokenCreateSerializer(data=request.data)
@@ -81,7 +96,20 @@ class WalletChallengeView(APIView):
     throttle_scope = "wallet"
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=ChallengeSerializer, responses={201: dict})
+    @extend_schema(
+        request=ChallengeSerializer,
+        responses={
+            201: inline_serializer(
+                "WalletChallenge",
+                {
+                    "address": serializers.CharField(),
+                    "nonce": serializers.CharField(),
+                    "message": serializers.CharField(help_text="Sign this text with the wallet (EIP-191)."),
+                    "expires_at": serializers.DateTimeField(),
+                },
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         _require_browser_session(request, "Linking a wallet")
         serializer = ChallengeSerializer(data=request.data)
@@ -102,7 +130,13 @@ class WalletLinkView(APIView):
     throttle_scope = "wallet"
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(request=LinkSerializer, responses={200: dict})
+    @extend_schema(
+        request=LinkSerializer,
+        responses=inline_serializer(
+            "WalletLinked",
+            {"wallet_address": serializers.CharField(), "linked_at": serializers.DateTimeField(allow_null=True)},
+        ),
+    )
     def post(self, request: Request) -> Response:
         _require_browser_session(request, "Linking a wallet")
         serializer = LinkSerializer(data=request.data)
@@ -116,7 +150,16 @@ class WalletLinkView(APIView):
 class MeView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        responses=inline_serializer(
+            "Me",
+            {
+                "username": serializers.CharField(),
+                "email": serializers.CharField(),
+                "wallet_address": serializers.CharField(allow_null=True),
+            },
+        )
+    )
     def get(self, request: Request) -> Response:
         user = request.user
         return Response({"username": user.username, "email": user.email, "wallet_address": user.wallet_address or None})

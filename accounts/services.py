@@ -3,7 +3,9 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_account import Account
@@ -12,7 +14,7 @@ from eth_utils import is_address, to_checksum_address
 
 from accounts import hooks
 from accounts.audit import audit_record
-from accounts.models import ApiToken, User, WalletChallenge, hash_token, new_token_value
+from accounts.models import ApiToken, Notice, User, WalletChallenge, hash_token, new_token_value
 from accounts.scopes import clean_scopes
 from core.errors import Forbidden, QuotaExceeded
 
@@ -162,7 +164,37 @@ def wallet_link(*, user: User, nonce: str, signature: str) -> User:
         audit_record(
             actor=user, action="wallet.link", target=user, before=before, after={"wallet_address": user.wallet_address}
         )
+        if before["wallet_address"]:  # a first link re-points nothing; a change is what a thief would make
+            notice_wallet_changed(user=user, old=before["wallet_address"], new=user.wallet_address)
     return user
+
+
+def notice_wallet_changed(*, user: User, old: str, new: str) -> Notice:
+    """Tell the owner, on the account pages and by email, that rewards now go elsewhere and wait a while."""
+    hours = settings.WALLET_CHANGE_HOLD_HOURS
+    until = timezone.now() + timedelta(hours=hours)
+    message = (
+        f"Your reward wallet changed from {old} to {new} on {timezone.now():%Y-%m-%d %H:%M} UTC. Payouts to the new "
+        f"address are held for {hours} hours (until {until:%Y-%m-%d %H:%M} UTC). If you did not make this change, "
+        "change your password now (that also revokes every API token) and link your own address again."
+    )
+    notice = Notice.objects.create(user=user, kind="wallet_changed", message=message)
+    if user.email:
+        transaction.on_commit(lambda: _notice_email(notice.pk))
+    return notice
+
+
+def _notice_email(notice_id: int) -> None:
+    notice = Notice.objects.select_related("user").get(pk=notice_id)
+    sent = send_mail(
+        subject="Your Datanets reward wallet changed",
+        message=notice.message,
+        from_email=None,
+        recipient_list=[notice.user.email],
+        fail_silently=True,  # the notice on the account page stands; a mail server outage must not undo the link
+    )
+    if sent:
+        Notice.objects.filter(pk=notice_id).update(emailed_at=timezone.now())
 
 
 def reward_address(*, user: User) -> str:

@@ -100,7 +100,8 @@ def wallet(request: HttpRequest) -> HttpResponse:
             except (ValidationError, UserError) as exc:
                 messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
         challenge = request.user.wallet_challenges.filter(nonce=request.POST.get("nonce", "")).first()
-    return render(request, "accounts/wallet.html", {"challenge": challenge, "form": form})
+    notices = request.user.notices.all()[:5]
+    return render(request, "accounts/wallet.html", {"challenge": challenge, "form": form, "notices": notices})
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,16 +27,27 @@ def receipt_payload(receipt) -> dict:
     }
 
 
+RECEIPT = inline_serializer(
+    "Receipt",
+    {
+        "id": serializers.CharField(help_text="SHA-256 of the receipt body's canonical JSON."),
+        "body": serializers.DictField(help_text="The canonical receipt: model version, snapshot root, top-k, shares."),
+        "created_at": serializers.DateTimeField(),
+        "explain_url": serializers.CharField(),
+    },
+)
+
+
 class ReceiptView(APIView):
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=RECEIPT)
     def get(self, request: Request, pk: str) -> Response:
         return Response(receipt_payload(receipt_visible(request.user, pk)))
 
 
 class IndexSerializer(serializers.ModelSerializer):
-    job = JobSerializer(read_only=True)
+    job = JobSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = AttributionIndex
@@ -46,14 +57,23 @@ class IndexSerializer(serializers.ModelSerializer):
 class IndexView(APIView):
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=IndexSerializer)
+    @extend_schema(
+        responses=inline_serializer(
+            "AttributionStatus",
+            {
+                "status": serializers.CharField(),
+                "message": serializers.CharField(),
+                "index": IndexSerializer(allow_null=True),
+            },
+        )
+    )
     def get(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(versions_visible(request.user), pk=pk)
         status, message = attribution_status(version)
         index = AttributionIndex.objects.filter(version=version).first()
         return Response({"status": status, "message": message, "index": IndexSerializer(index).data if index else None})
 
-    @extend_schema(request=None, responses=IndexSerializer)
+    @extend_schema(request=None, responses={202: IndexSerializer})
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(versions_visible(request.user), pk=pk)
         if version.ml_model.builder_id != request.user.pk and not request.user.is_staff:
@@ -65,7 +85,16 @@ class IndexView(APIView):
 class RecordCreditView(APIView):
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        responses=inline_serializer(
+            "RecordCredit",
+            {
+                "record": serializers.IntegerField(),
+                "citations": serializers.IntegerField(),
+                "credit_ppm_total": serializers.IntegerField(),
+            },
+        )
+    )
     def get(self, request: Request, pk: int) -> Response:
         if not records_visible(request.user).filter(pk=pk).exists():
             raise NotFound(f"There is no record #{pk}.")

@@ -8,8 +8,9 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from attribution.models import Citation, Receipt, RecordValuation
+from attribution.models import AttributionIndex, Citation, Receipt, RecordValuation
 from core.errors import NotFound
+from core.models import Job
 from datanets.models import SnapshotRecord
 from datanets.selectors import datanet_ids_visible
 from models_factory.models import Inference, ModelVersion
@@ -75,3 +76,15 @@ def citations_visible(user: User) -> QuerySet[Citation]:
 
 def valuations_visible(user: User) -> QuerySet[RecordValuation]:
     return RecordValuation.objects.filter(record__datanet__in=datanet_ids_visible(user))
+
+
+def index_job_readable(user: User, job: Job) -> bool:
+    """The owner of the Datanet a version trained on watches its index build (read-only)."""
+    return AttributionIndex.objects.filter(job=job, version__snapshot__datanet__owner=user).exists()
+
+
+def valuation_job_readable(user: User, job: Job) -> bool:
+    """The owner of the Datanet a version trained on watches its epoch valuation (read-only)."""
+    if not job.target_id.isdigit():
+        return False
+    return ModelVersion.objects.filter(pk=int(job.target_id), snapshot__datanet__owner=user).exists()

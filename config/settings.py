@@ -171,7 +171,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.Pages",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
@@ -202,6 +202,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models name their choices "Status": give each enum its model's name, not a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "UploadStatusEnum": "datanets.models.Upload.Status",
+        "ContributionStatusEnum": "datanets.models.Contribution.Status",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.openapi.add_error_responses",
+    ],
 }
 
 # --- Celery ---------------------------------------------------------------------------------------------------
@@ -260,7 +269,10 @@ CELERY_BEAT_SCHEDULE = {
     "accrue-receipts": {"task": "settlement.accrue_receipts", "schedule": 60.0},
     # Appeals whose panel missed the deadline go to the Datanet's owner.
     "expire-appeals": {"task": "datanets.expire_appeals", "schedule": 300.0},
+    # Pre-built model download zips of versions gone or not downloaded for a while are deleted.
+    "expire-model-zips": {"task": "models_factory.expire_model_zips", "schedule": 3600.0},
 }
+MODEL_ZIP_MAX_AGE_HOURS = env_int("MODEL_ZIP_MAX_AGE_HOURS", 24 * 7, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Datanets limits ------------------------------------------------------------------------------------------
@@ -329,6 +341,18 @@ CHAIN_TOKEN_ADDRESS = env_str("CHAIN_TOKEN_ADDRESS", "")
 SETTLEMENT_CONFIRMATIONS = env_int("SETTLEMENT_CONFIRMATIONS", 1, minimum=1)
 SETTLEMENT_STUCK_SECONDS = env_float("SETTLEMENT_STUCK_SECONDS", 60.0, minimum=0.0)
 WALLET_CHANGE_HOLD_HOURS = env_int("WALLET_CHANGE_HOLD_HOURS", 48, minimum=0)
+
+# --- Email (account notices: a changed reward wallet) ----------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEV else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Datanets <noreply@localhost>")
 TOKEN_UNITS_PER_CREDIT = env_int("TOKEN_UNITS_PER_CREDIT", 10**18, minimum=1)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

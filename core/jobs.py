@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _TASKS: dict[str, str] = {}
 # kind -> what else must change when a job of that kind is failed here, not by its own task (attempts exhausted).
 _ON_ABANDONED: dict[str, Callable[[Job], None]] = {}
+# kind -> who besides its creator and staff may read a job of that kind (register_reader).
+_READERS: dict[str, Callable[[Any, Job], bool]] = {}
 WORKER_STOPPED = "the worker stopped while running it (out of memory?)"
 
 
@@ -47,6 +49,20 @@ def register_abandoned(kind: str, handler: Callable[[Job], None]) -> None:
     """Call ``handler(job)`` when a job of ``kind`` is failed after its attempts ran out (the task never finished,
     so whatever it would have marked failed is still marked in progress)."""
     _ON_ABANDONED[kind] = handler
+
+
+def register_reader(kind: str, reader: Callable[[Any, Job], bool]) -> None:
+    """``reader(user, job)`` says whether ``user`` may read (never cancel) a job of ``kind`` they did not start:
+    the app that owns the job's target knows who may see it (a Datanet's owner sees the jobs that ran on it)."""
+    _READERS[kind] = reader
+
+
+def job_readable(*, user: Any, job: Job) -> bool:
+    """Who started the job, staff, and whoever the job's app lets read it."""
+    if getattr(user, "is_staff", False) or (user.is_authenticated and job.created_by_id == user.pk):
+        return True
+    reader = _READERS.get(job.kind)
+    return bool(user.is_authenticated and reader is not None and reader(user, job))
 
 
 def registered_kinds() -> dict[str, str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, permissions, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -34,6 +34,41 @@ from datanets.serializers import (
     UploadStartSerializer,
     VoteSerializer,
 )
+
+
+class ContributionCreatedSerializer(ContributionSerializer):
+    """A contribution just sent: 202 when its ingestion job was queued, 200 when the same file was already here."""
+
+    duplicate_file = serializers.BooleanField(help_text="True when this exact file was already contributed.")
+    message = serializers.CharField()
+
+    class Meta(ContributionSerializer.Meta):
+        fields = [*ContributionSerializer.Meta.fields, "duplicate_file", "message"]
+
+
+CONTRIBUTION_CREATED = {202: ContributionCreatedSerializer, 200: ContributionCreatedSerializer}
+REVIEW_QUEUE_PAGE = inline_serializer(
+    "ReviewQueuePage",
+    {
+        "results": RecordSerializer(many=True),
+        "next_after": serializers.IntegerField(allow_null=True, help_text="Pass as `after` for the next page."),
+    },
+)
+DATANET_STATS = inline_serializer(
+    "DatanetStats",
+    {
+        "counts": serializers.DictField(child=serializers.IntegerField()),
+        "curators": serializers.ListField(child=serializers.DictField()),
+        "contributors": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
+class UploadStartedSerializer(UploadSerializer):
+    chunk_size = serializers.IntegerField(help_text="Bytes per PUT chunk.")
+
+    class Meta(UploadSerializer.Meta):
+        fields = [*UploadSerializer.Meta.fields, "chunk_size"]
 
 
 def _contribution_response(result: services.ContributionResult) -> Response:
@@ -110,7 +145,7 @@ class DatanetViewSet(
             OpenApiParameter("label", str),
             OpenApiParameter("contributor", str),
         ],
-        responses=RecordSerializer(many=True),
+        responses=REVIEW_QUEUE_PAGE,
     )
     @action(detail=True, methods=["get"], url_path="review-queue", permission_classes=[permissions.IsAuthenticated])
     def review_queue(self, request: Request, slug: str) -> Response:
@@ -134,13 +169,21 @@ class DatanetViewSet(
         return Response({"results": data, "next_after": records[-1].pk if records else None})
 
     @extend_schema(
+        methods=["GET"],
+        parameters=[OpenApiParameter("mine", str, description="1 or true: only your own contributions.")],
+        responses=ContributionSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["POST"],
         request={
             "multipart/form-data": {
                 "type": "object",
                 "properties": {"file": {"type": "string", "format": "binary"}, "column_map": {"type": "string"}},
-            }
+                "required": ["file"],
+            },
+            "application/json": PasteSerializer,
         },
-        responses=ContributionSerializer,
+        responses=CONTRIBUTION_CREATED,
     )
     @action(
         detail=True,
@@ -188,7 +231,7 @@ class DatanetViewSet(
         )
         return _contribution_response(result)
 
-    @extend_schema(request=UploadStartSerializer, responses=UploadSerializer)
+    @extend_schema(request=UploadStartSerializer, responses={201: UploadStartedSerializer})
     @action(detail=True, methods=["post"], permission_classes=[permissions.IsAuthenticated])
     def uploads(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
@@ -199,8 +242,9 @@ class DatanetViewSet(
         body["chunk_size"] = settings.UPLOAD_CHUNK_BYTES
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=SnapshotPublishSerializer, responses=SnapshotSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], responses=SnapshotSerializer(many=True))
+    @extend_schema(methods=["POST"], request=SnapshotPublishSerializer, responses={201: SnapshotSerializer})
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def snapshots(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
         if request.method == "GET":
@@ -212,6 +256,7 @@ class DatanetViewSet(
         snapshot = services.snapshot_publish(actor=request.user, datanet=datanet, **serializer.validated_data)
         return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses=DATANET_STATS)
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, slug: str) -> Response:
         datanet = self.get_object()
@@ -230,6 +275,7 @@ class UploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     serializer_class = UploadSerializer
     permission_classes = [permissions.IsAuthenticated]
+    queryset = Upload.objects.none()  # the schema reads the id's type from it
 
     def get_queryset(self) -> QuerySet[Upload]:
         return Upload.objects.filter(user=self.request.user)
@@ -251,7 +297,7 @@ class UploadViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         upload = services.upload_append(user=request.user, upload_id=pk, offset=offset, data=data)
         return Response(UploadSerializer(upload).data)
 
-    @extend_schema(request=None, responses=ContributionSerializer)
+    @extend_schema(request=None, responses=CONTRIBUTION_CREATED)
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, pk: str) -> Response:
         return _contribution_response(services.upload_complete(user=request.user, upload_id=pk))
@@ -280,8 +326,14 @@ class RecordViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Record]:
         return selectors.records_visible(self.request.user).select_related("contributor", "duplicate_of__duplicate_of")
 
-    @extend_schema(request=VoteSerializer, responses=RecordSerializer)
-    @action(detail=True, methods=["get", "post"], permission_classes=[permissions.IsAuthenticatedOrReadOnly])
+    @extend_schema(methods=["GET"], responses=VoteSerializer(many=True))
+    @extend_schema(methods=["POST"], request=VoteSerializer, responses={201: RecordSerializer})
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        permission_classes=[permissions.IsAuthenticatedOrReadOnly],
+        pagination_class=None,
+    )
     def votes(self, request: Request, pk: str) -> Response:
         if request.method == "GET":
             record = self.get_object()
@@ -308,11 +360,19 @@ class SnapshotViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         visible = selectors.datanet_ids_visible(self.request.user)
         return Snapshot.objects.filter(datanet__in=visible).select_related("datanet", "published_by")
 
+    @extend_schema(methods=["GET"], responses=SnapshotExportSerializer(many=True))
     @extend_schema(
-        request={"application/json": {"type": "object", "properties": {"format": {"enum": ["jsonl", "parquet"]}}}},
-        responses=SnapshotExportSerializer(many=True),
+        methods=["POST"],
+        request={
+            "application/json": {
+                "type": "object",
+                "properties": {"format": {"enum": ["jsonl", "parquet"]}},
+                "required": ["format"],
+            }
+        },
+        responses={202: SnapshotExportSerializer},
     )
-    @action(detail=True, methods=["get", "post"], url_path="exports", throttle_scope="exports")
+    @action(detail=True, methods=["get", "post"], url_path="exports", throttle_scope="exports", pagination_class=None)
     def exports(self, request: Request, pk: str) -> Response:
         snapshot = self.get_object()
         if request.method == "GET":

@@ -16,3 +16,7 @@ class DatanetsConfig(AppConfig):
         from datanets.services.appeals import register_rejection_kind
 
         register_rejection_kind()
+        from datanets.selectors import export_job_readable, ingest_job_readable
+
+        jobs.register_reader("ingest", ingest_job_readable)
+        jobs.register_reader("export", export_job_readable)

@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
+from core.models import Job
 from datanets.agreement import krippendorff_alpha_nominal, smoothed_kappa
 from datanets.models import (
     Appeal,
@@ -21,6 +22,7 @@ from datanets.models import (
     Datanet,
     Membership,
     Record,
+    SnapshotExport,
     Upload,
     Vote,
     VoteRequest,
@@ -452,3 +454,13 @@ def contributor_stats(datanet: Datanet, users: Sequence[User] | None = None) -> 
             }
         )
     return out
+
+
+def ingest_job_readable(user: User, job: Job) -> bool:
+    """A Datanet's owner watches the ingestion of every contribution to it (read-only)."""
+    return Contribution.objects.filter(job=job, datanet__owner=user).exists()
+
+
+def export_job_readable(user: User, job: Job) -> bool:
+    """A Datanet's owner watches every export of its snapshots (read-only)."""
+    return SnapshotExport.objects.filter(job=job, snapshot__datanet__owner=user).exists()

@@ -118,7 +118,7 @@ class RowErrorSerializer(serializers.ModelSerializer):
 
 class ContributionSerializer(serializers.ModelSerializer):
     contributor = serializers.CharField(source="contributor.username", read_only=True)
-    job = JobSerializer(read_only=True)
+    job = JobSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Contribution
@@ -198,7 +198,7 @@ class SnapshotPublishSerializer(serializers.Serializer):
 
 
 class SnapshotExportSerializer(serializers.ModelSerializer):
-    job = JobSerializer(read_only=True)
+    job = JobSerializer(read_only=True, allow_null=True)
     download_url = serializers.SerializerMethodField()
 
     class Meta:

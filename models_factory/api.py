@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -66,7 +66,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
 class TrainingRunSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="ml_model.slug", read_only=True)
-    job = JobSerializer(read_only=True)
+    job = JobSerializer(read_only=True, allow_null=True)
     version = serializers.SerializerMethodField()
     base_model = serializers.CharField(source="base_model_name", read_only=True)
 
@@ -150,7 +150,7 @@ class MLModelViewSet(
         )
 
     @extend_schema(responses=ModelVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, slug: str) -> Response:
         versions = versions_visible(request.user).filter(ml_model=self.get_object())
         return Response(ModelVersionSerializer(versions, many=True).data)
@@ -167,7 +167,7 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
     @extend_schema(request=TrainingRunCreateSerializer, responses={202: TrainingRunSerializer})
     def create(self, request: Request) -> Response:
         if not request.user.is_authenticated:
-            return Response({"detail": "Log in to train models."}, status=status.HTTP_401_UNAUTHORIZED)
+            raise exceptions.NotAuthenticated("Log in (or send an API token) to train models.")
         s = TrainingRunCreateSerializer(data=request.data)
         s.is_valid(raise_exception=True)
         ml_model = get_object_or_404(ml_models_visible(request.user), slug=s.validated_data["model"])
@@ -236,6 +236,6 @@ class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, view
 class CreditsView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses=inline_serializer("CreditBalance", {"balance": serializers.IntegerField()}))
     def get(self, request: Request) -> Response:
         return Response({"balance": credit_balance(user=request.user)})

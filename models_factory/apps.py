@@ -7,5 +7,7 @@ class ModelsFactoryConfig(AppConfig):
 
     def ready(self) -> None:
         from core import jobs
+        from models_factory.selectors import train_job_readable
 
         jobs.register("train", "models_factory.tasks.train_model")
+        jobs.register_reader("train", train_job_readable)

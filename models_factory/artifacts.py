@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -84,9 +85,10 @@ def artifact_zip(location: str) -> Path | None:
     folder = artifact_local_path(location)
     if not folder.is_dir():
         return None
-    zips = Path(settings.VAR_DIR) / "model-zips"
-    target = zips / f"{hashlib.sha256(location.encode()).hexdigest()[:32]}.zip"
+    zips = zips_dir()
+    target = zip_path(location)
     if target.is_file():
+        os.utime(target)  # the expiry below counts from the last download, not from when it was built
         return target
     zips.mkdir(parents=True, exist_ok=True)
     fd, scratch = tempfile.mkstemp(dir=zips, suffix=".part")
@@ -102,3 +104,32 @@ def artifact_zip(location: str) -> Path | None:
         if os.path.exists(scratch):
             os.unlink(scratch)
     return target
+
+
+def zips_dir() -> Path:
+    return Path(settings.VAR_DIR) / "model-zips"
+
+
+def zip_path(location: str) -> Path:
+    return zips_dir() / f"{hashlib.sha256(location.encode()).hexdigest()[:32]}.zip"
+
+
+def artifact_zips_expire(*, live_locations: list[str], max_age_s: float, now: float | None = None) -> int:
+    """Delete pre-built zips of artifacts no version points at any more (a version deleted, a location replaced),
+    zips not downloaded for ``max_age_s`` (rebuilt on the next download), and half-written ``.part`` files of a
+    build that died. Returns how many files went."""
+    folder = zips_dir()
+    if not folder.is_dir():
+        return 0
+    now = time.time() if now is None else now
+    live = {zip_path(location).name for location in live_locations}
+    removed = 0
+    for path in folder.iterdir():
+        age = now - path.stat().st_mtime
+        stale = path.suffix == ".part" and age > 3600
+        if path.suffix == ".zip":
+            stale = path.name not in live or age > max_age_s
+        if stale:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

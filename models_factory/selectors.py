@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import User
+from core.models import Job
 from datanets.models import Datanet
 from datanets.selectors import can_view, datanet_ids_visible
 from models_factory.models import MLModel, ModelVersion, TrainingRun
@@ -42,3 +43,8 @@ def buildable_datanets(user: User, *, record_kinds: Any) -> QuerySet[Datanet]:
     if not user.is_authenticated:
         return Datanet.objects.none()
     return Datanet.objects.filter(pk__in=datanet_ids_visible(user), record_kind__in=record_kinds).order_by("title")
+
+
+def train_job_readable(user: User, job: Job) -> bool:
+    """The owner of the Datanet a run trained on watches it (read-only), as its builder does."""
+    return TrainingRun.objects.filter(job=job, snapshot__datanet__owner=user).exists()

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import permissions, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from attribution.selectors import receipt_visible
 from core.errors import Forbidden, NotFound
+from core.pagination import Pages
 from datanets.models import Datanet
+from datanets.selectors import datanet_ids_visible
 from settlement import anchoring, challenges, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, EpochPool, ReceiptChallenge, Settlement
 
@@ -73,10 +74,12 @@ class EpochSerializer(serializers.ModelSerializer):
             "dump_url",
         ]
 
+    @extend_schema_field(SettlementSerializer(allow_null=True))
     def get_settlement(self, epoch: Epoch) -> dict[str, Any] | None:
         settlement = Settlement.objects.filter(epoch=epoch).first()
         return SettlementSerializer(settlement).data if settlement else None
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_dump_url(self, epoch: Epoch) -> str | None:
         settlement = Settlement.objects.filter(epoch=epoch).first()
         if settlement is None or not settlement.dump_name:
@@ -100,12 +103,64 @@ def _staff(request: Request) -> None:
         raise Forbidden("Only an admin can close or settle epochs.")
 
 
+_str = serializers.CharField
+AMOUNT_HELP = "Token base units (18 decimals) as a decimal string."
+SETTLE_STARTED = inline_serializer("SettlementStarted", {"job": _str(), "job_url": _str(), "state": _str()})
+PROOF = inline_serializer(
+    "RewardProof",
+    {
+        "epoch": serializers.IntegerField(),
+        "address": _str(),
+        "cumulative": _str(help_text=AMOUNT_HELP),
+        "proof": serializers.ListField(child=_str()),
+        "root": _str(),
+        "chain_id": serializers.IntegerField(),
+        "distributor": _str(),
+        "calldata": _str(help_text="Hex calldata of the distributor's claim()."),
+    },
+)
+CLAIM_STATUS = inline_serializer(
+    "ClaimStatus",
+    {
+        "address": _str(allow_null=True),
+        "proof": serializers.DictField(allow_null=True),
+        "claimed": _str(help_text=AMOUNT_HELP),
+        "claimable": _str(help_text=AMOUNT_HELP),
+        "balance": _str(allow_null=True, help_text=AMOUNT_HELP),
+        "chain_error": _str(),
+    },
+)
+CLAIM_RELAYED = inline_serializer(
+    "ClaimRelayed",
+    {
+        "tx_hash": _str(),
+        "paid": _str(help_text=AMOUNT_HELP),
+        "epoch": serializers.IntegerField(),
+        "cumulative": _str(help_text=AMOUNT_HELP),
+        "status": _str(),
+    },
+)
+EARNINGS = inline_serializer(
+    "Earnings",
+    {
+        "cumulative": _str(help_text=AMOUNT_HELP),
+        "open_epoch_amount": _str(help_text=AMOUNT_HELP),
+        "per_epoch": serializers.ListField(child=serializers.DictField()),
+        "per_datanet": serializers.ListField(child=serializers.DictField()),
+        "entries": serializers.ListField(child=serializers.DictField()),
+        "penalties": serializers.ListField(child=serializers.DictField()),
+    },
+)
+
+
 class EpochListView(APIView):
+    @extend_schema(operation_id="rewards_epochs_list", responses=EpochSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(EpochSerializer(selectors.epochs_with_settlements(), many=True).data)
 
 
 class EpochDetailView(APIView):
+    @extend_schema(responses=EpochSerializer)
     def get(self, request: Request, number: int) -> Response:
         return Response(EpochSerializer(rewards.epoch_get(number)).data)
 
@@ -113,6 +168,7 @@ class EpochDetailView(APIView):
 class EpochCloseView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(request=None, responses=EpochSerializer)
     def post(self, request: Request, number: int) -> Response:
         _staff(request)
         return Response(EpochSerializer(epochs.epoch_close(actor=request.user, number=number)).data)
@@ -121,6 +177,7 @@ class EpochCloseView(APIView):
 class EpochSettleView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(request=None, responses={202: SETTLE_STARTED})
     def post(self, request: Request, number: int) -> Response:
         _staff(request)
         settlement, job = anchoring.settlement_request(actor=request.user, number=number)
@@ -131,10 +188,13 @@ class EpochSettleView(APIView):
 
 
 class AllocationListView(APIView):
+    pagination_class = Pages
+
+    @extend_schema(responses=AllocationSerializer(many=True))
     def get(self, request: Request, number: int) -> Response:
         epoch = rewards.epoch_get(number)
         rows = Allocation.objects.filter(epoch=epoch).select_related("account").order_by("account__username")
-        paginator = PageNumberPagination()
+        paginator = Pages()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(AllocationSerializer(page, many=True).data)
 
@@ -163,15 +223,18 @@ class EpochPoolListView(APIView):
 
     permission_classes = [permissions.IsAuthenticatedOrReadOnly]
 
+    @extend_schema(responses=EpochPoolSerializer(many=True))
     def get(self, request: Request, number: int) -> Response:
         epoch = rewards.epoch_get(number)
         pools = EpochPool.objects.filter(epoch=epoch).select_related("epoch", "datanet", "funded_by", "carried_from")
         return Response(EpochPoolSerializer(pools, many=True).data)
 
+    @extend_schema(request=PoolFundSerializer, responses={201: EpochPoolSerializer})
     def post(self, request: Request, number: int) -> Response:
         data = PoolFundSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        datanet = Datanet.objects.filter(slug=data.validated_data["datanet"]).first()
+        visible = datanet_ids_visible(request.user)  # a private Datanet is missing to outsiders, never "not yours"
+        datanet = Datanet.objects.filter(slug=data.validated_data["datanet"], pk__in=visible).first()
         if datanet is None:
             raise NotFound(f"There is no Datanet '{data.validated_data['datanet']}'.")
         pool = rewards.pool_fund(
@@ -186,6 +249,7 @@ class EpochPoolListView(APIView):
 class ProofView(APIView):
     permission_classes = [permissions.AllowAny]
 
+    @extend_schema(responses=PROOF)
     def get(self, request: Request, number: int, address: str) -> Response:
         return Response(proofs.proof_get(epoch_number=number, address=address))
 
@@ -193,6 +257,7 @@ class ProofView(APIView):
 class ClaimRelayView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(responses=CLAIM_STATUS)
     def get(self, request: Request) -> Response:
         state = claims.claim_status(user=request.user)
         return Response(
@@ -204,6 +269,7 @@ class ClaimRelayView(APIView):
             }
         )
 
+    @extend_schema(request=None, responses={201: CLAIM_RELAYED})
     def post(self, request: Request) -> Response:
         relay = claims.claim_relay(user=request.user)
         return Response(
@@ -221,6 +287,7 @@ class ClaimRelayView(APIView):
 class EarningsView(APIView):
     permission_classes = [permissions.IsAuthenticated]
 
+    @extend_schema(responses=EARNINGS)
     def get(self, request: Request) -> Response:
         data = selectors.earnings_for(user=request.user, limit=100)
         return Response(

@@ -179,7 +179,7 @@ def pool_fund(*, actor: User, datanet: Datanet, amount_credits: int, epoch_numbe
     ``epoch_number``, when given, must be the open epoch: a page or API call made against an epoch that has since
     closed fails instead of silently funding the next one."""
     if actor.pk != datanet.owner_id:
-        raise Forbidden(f"Only the owner of {datanet.title} can fund its epoch pool.")
+        raise Forbidden("Only the owner of this Datanet can fund its epoch pool.")
     if isinstance(amount_credits, bool) or not isinstance(amount_credits, int) or amount_credits <= 0:
         raise UserError("Fund the pool with a positive whole number of credits.")
     with transaction.atomic():

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_POST
 from accounts.credits import credit_balance
 from core.errors import UserError
 from datanets.models import Datanet
+from datanets.selectors import datanet_ids_visible
 from settlement import anchoring, challenges, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, ReceiptAccrual, Settlement
 
@@ -168,11 +170,15 @@ def epoch_dump(request: HttpRequest, number: int) -> HttpResponse:
     return response
 
 
+def _visible_datanets(request: HttpRequest) -> QuerySet[Datanet]:
+    return Datanet.objects.filter(pk__in=datanet_ids_visible(request.user))
+
+
 @login_required
 def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
     """A Datanet's rewards, for its owner (and admins, read-only): the fee split, its epoch pools, and a form that
     funds the open epoch's pool from the owner's credits."""
-    datanet = get_object_or_404(Datanet, slug=slug)
+    datanet = get_object_or_404(_visible_datanets(request), slug=slug)  # a private one is a 404 to outsiders
     is_owner = request.user.pk == datanet.owner_id
     if not (is_owner or request.user.is_staff):
         raise PermissionDenied("Only the Datanet's owner can see and fund its reward pools.")
@@ -197,7 +203,7 @@ def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def datanet_pool_fund(request: HttpRequest, slug: str) -> HttpResponse:
-    datanet = get_object_or_404(Datanet, slug=slug)
+    datanet = get_object_or_404(_visible_datanets(request), slug=slug)
     raw = request.POST.get("amount_credits", "").strip()
     try:
         amount = int(raw)

@@ -32,3 +32,32 @@ def test_a_job_answers_to_its_creator_and_staff_only():
     owner = APIClient()
     owner.force_login(creator)
     assert owner.post(f"{url}cancel/").status_code == 200
+
+
+def test_a_datanets_owner_watches_the_jobs_that_ran_on_it_but_cannot_cancel_them(tmp_path):
+    from datanets import services
+    from datanets.tests.factories import DatanetFactory, jsonl, review_records
+
+    for public in (True, False):
+        datanet = DatanetFactory(is_public=public)
+        contributor = UserFactory()
+        if not public:
+            from datanets.models import Membership
+
+            Membership.objects.create(datanet=datanet, user=contributor, role=Membership.Role.CONTRIBUTOR)
+        result = services.contribution_from_paste(
+            user=contributor, datanet=datanet, text=jsonl(review_records(2)).decode(), fmt="jsonl"
+        )
+        url = f"/api/jobs/{result.contribution.job_id}/"
+        owner = APIClient()
+        owner.force_login(datanet.owner)
+        assert owner.get(url).status_code == 200
+        refused = owner.post(f"{url}cancel/")
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+        stranger = APIClient()
+        stranger.force_login(UserFactory())
+        assert stranger.get(url).status_code == 404
+        assert APIClient().get(url).status_code == 404
+        other_owner = APIClient()
+        other_owner.force_login(DatanetFactory().owner)  # owning some other Datanet gives nothing here
+        assert other_owner.get(url).status_code == 404

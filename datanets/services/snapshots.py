@@ -13,7 +13,7 @@ from django.db import transaction
 from accounts.audit import audit_record
 from accounts.models import User
 from core.bulk import bulk_insert
-from core.errors import Conflict, Forbidden, UserError
+from core.errors import Conflict, Forbidden, NotFound, UserError
 from core.jobs import JobProgress, job_create, job_enqueue, job_run, job_succeed
 from core.models import Job
 from core.storage import blob_put_file
@@ -117,7 +117,8 @@ def snapshot_export_request(*, actor: User, snapshot: Snapshot, fmt: str) -> Sna
     if fmt not in SnapshotExport.Format.values:
         raise UserError("Export format must be 'jsonl' or 'parquet'.")
     if not selectors.can_view(actor, snapshot.datanet):
-        raise Forbidden("This Datanet is private.")
+        # Answered like a missing snapshot: a 403 would tell a stranger that the private Datanet exists.
+        raise NotFound(f"There is no snapshot #{snapshot.pk}.")
     with transaction.atomic():
         export, created = SnapshotExport.objects.select_for_update().get_or_create(snapshot=snapshot, format=fmt)
         if created or (not export.ready and (export.job is None or export.job.status == Job.Status.FAILED)):

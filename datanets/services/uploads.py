@@ -30,7 +30,7 @@ def _check_can_contribute(user: User, datanet: Datanet) -> None:
     if not user.is_authenticated:
         raise Forbidden("Log in to contribute.")
     if not selectors.can_contribute(user, datanet):
-        raise Forbidden("This Datanet is private: ask its owner to add you as a contributor.")
+        raise NotFound(f"There is no Datanet '{datanet.slug}'.")  # like a missing one, never "it is private"
 
 
 def _lock_contributor(user: User) -> None:

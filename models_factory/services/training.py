@@ -23,7 +23,7 @@ from core.errors import Conflict, Forbidden, NotFound, UserError
 from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from core.models import Job
 from datanets.models import Datanet, Snapshot, SnapshotRecord
-from models_factory import hooks
+from models_factory import artifacts, hooks
 from models_factory.artifacts import artifact_publish
 from models_factory.models import MLModel, ModelVersion, TrainingRun
 from models_factory.selectors import can_build_on
@@ -394,3 +394,10 @@ def training_run_cancel(*, actor: User, run: TrainingRun) -> None:
         Job.objects.filter(pk=run.job_id, status=Job.Status.QUEUED).update(
             status=Job.Status.CANCELLED, message="Cancelled before it started", finished_at=timezone.now()
         )
+
+
+def model_zips_expire() -> int:
+    """Drop pre-built download zips that no version points at, or that nobody downloaded for
+    ``MODEL_ZIP_MAX_AGE_HOURS`` (run hourly by beat; a download rebuilds a missing zip)."""
+    live = list(ModelVersion.objects.values_list("artifact_location", flat=True))
+    return artifacts.artifact_zips_expire(live_locations=live, max_age_s=settings.MODEL_ZIP_MAX_AGE_HOURS * 3600)
