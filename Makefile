@@ -49,7 +49,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 worker: install
-	$(VENV)/bin/celery -A config worker -Q default,attribution,gpu --loglevel INFO
+	$(VENV)/bin/celery -A config worker -Q default,attribution,gpu,short --loglevel INFO
 
 web: install
 	$(PY) manage.py runserver $(HOST):$(PORT)

@@ -95,7 +95,7 @@ class Worker:
                 "config",
                 "worker",
                 "-Q",
-                "default,attribution,gpu",
+                "default,attribution,gpu,short",
                 "--concurrency",
                 "1",
                 "--loglevel",

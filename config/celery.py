@@ -1,4 +1,4 @@
-"""The Celery app. Workers: ``celery -A config worker -Q default,attribution,gpu``."""
+"""The Celery app. Workers: ``celery -A config worker -Q default,attribution,gpu,short``."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class Command(BaseCommand):
                         "config",
                         "worker",
                         "-Q",
-                        "default,attribution,gpu",
+                        "default,attribution,gpu,short",
                         "--concurrency",
                         "1",
                         "--loglevel",
