@@ -99,7 +99,7 @@ def search(query: str) -> SearchResult:
         for settlement in anchors().filter(state=Settlement.State.CONFIRMED):
             try:
                 proof = proofs.proof_get(epoch_number=settlement.epoch.number, address=q)
-            except NotFound:
+            except (NotFound, OSError, ValueError):  # a dump that is missing or unreadable holds no leaf to show
                 continue
             result.leaves.append(
                 {"epoch": proof["epoch"], "address": proof["address"], "cumulative": proof["cumulative"]}
