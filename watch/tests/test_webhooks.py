@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,6 +94,17 @@ def test_a_resolved_record_is_delivered_signed_and_verifies(receiver, resolved, 
     tampered = got.body.replace(b"approved", b"rejected")
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(tampered, got.headers)
+    # The spec by hand: v1,base64(HMAC-SHA256(base64-decoded key, "id.timestamp.body")).
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{got.headers['webhook-id']}.{got.headers['webhook-timestamp']}.".encode() + got.body
+    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert got.headers["webhook-signature"] == expected
+    # And the README's snippet, run as written, on this delivery.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("### Webhooks and the explorer", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    scope: dict[str, Any] = {}
+    exec(snippet, scope)  # noqa: S102 (our own README)
+    assert scope["event_from"](got.body, got.headers, secret)["data"]["record"] == record.pk
 
 
 def test_a_500_is_retried_with_backoff_until_it_succeeds(
