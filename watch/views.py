@@ -16,12 +16,13 @@ from datanets.models import Datanet
 from watch import explorer, selectors, webhooks
 from watch.forms import EndpointForm
 
+SECRET_KEY = "watch.new_endpoint_secret"
+
 
 @login_required
 def endpoints(request: HttpRequest) -> HttpResponse:
     owned = list(Datanet.objects.filter(owner=request.user).order_by("title"))
     form = EndpointForm(request.POST or None, owned=owned)
-    created = None
     if request.method == "POST" and form.is_valid():
         slug = form.cleaned_data["datanet"]
         try:
@@ -32,10 +33,15 @@ def endpoints(request: HttpRequest) -> HttpResponse:
                 datanet=next((d for d in owned if d.slug == slug), None) if slug else None,
                 description=form.cleaned_data["description"],
             )
-            created = {"endpoint": endpoint, "secret": secret}
-            form = EndpointForm(owned=owned)
+            # Shown once, on the page the redirect lands on: a reload neither repeats the POST nor the secret.
+            request.session[SECRET_KEY] = {"endpoint": endpoint.pk, "secret": secret}
+            return redirect("watch:endpoints")
         except UserError as exc:
             form.add_error(None, exc.message)
+    created = None
+    if shown := request.session.pop(SECRET_KEY, None):
+        endpoint = selectors.endpoints_visible(request.user).filter(pk=shown["endpoint"]).first()
+        created = {"endpoint": endpoint, "secret": shown["secret"]} if endpoint else None
     return render(
         request,
         "watch/endpoints.html",

@@ -197,12 +197,11 @@ def event_fanout(event: Event) -> list[WebhookDelivery]:
         who |= Q(datanet_id=event.datanet_id)
     if event.public:
         who |= Q(datanet__isnull=True)
+    candidates = list(WebhookEndpoint.objects.filter(who, is_active=True).select_related("user", "datanet"))
+    if not candidates:  # the common case: one query per event
+        return []
     datanet = Datanet.objects.filter(pk=event.datanet_id).first() if event.datanet_id is not None else None
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(who, is_active=True).select_related("user", "datanet")
-        if _may_hear(e, event, datanet)
-    ]
+    endpoints = [e for e in candidates if _may_hear(e, event, datanet)]
     if not endpoints:
         return []
     now = timezone.now()
