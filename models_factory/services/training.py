@@ -273,6 +273,10 @@ def _snapshot_rows(snapshot: Snapshot) -> tuple[list[dict[str, Any]], list[dict[
 def training_run_execute(*, job_id: str, progress: Any = None) -> None:
     """Run a queued training job in this process (the worker's task, or ``manage.py train``) and register its
     version. ``progress``: a callbacks object that also sees every report, for a terminal progress bar."""
+    finished = [Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED]
+    if Job.objects.filter(pk=job_id, status__in=finished).exists():  # a redelivered task: announced already
+        job_run(job_id, lambda job: _train(job, progress))
+        return
     try:
         job_run(job_id, lambda job: _train(job, progress))
     finally:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
 from core import events
+from core.models import Job
 from datanets import services
 from datanets.models import Record
 from datanets.tests.factories import DatanetFactory, add_curators, distinct_records, ingest, jsonl
@@ -51,8 +52,10 @@ def test_an_appeal_decided_by_the_owner_is_announced_to_the_appellant(
 
 def test_a_finished_training_run_is_announced_to_its_builder(heard, django_capture_on_commit_callbacks):
     version = model_version()
+    Job.objects.filter(pk=version.run.job_id).update(status=Job.Status.QUEUED, target_id=str(version.run.pk))
     with django_capture_on_commit_callbacks(execute=True):
-        training_run_execute(job_id=str(version.run.job_id))  # already finished: nothing runs, the outcome is announced
+        training_run_execute(job_id=str(version.run.job_id))
+        training_run_execute(job_id=str(version.run.job_id))  # a redelivered task is not announced twice
     [event] = heard
     assert event.type == "run.finished" and event.user_ids == (version.run.created_by_id,)
     assert event.data["status"] == "succeeded" and event.data["version"] == 1
