@@ -7,17 +7,24 @@ from collections.abc import Iterator
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
 
+from accounts.credits import credits_grant
 from accounts.tests.factories import UserFactory
+from attribution.tests.test_platform import build, labeled, trained_classifier
 from core import events
 from core.models import Job
 from datanets import services
 from datanets.models import Record
 from datanets.tests.factories import DatanetFactory, add_curators, distinct_records, ingest, jsonl
+from models_factory import services as mf
 from models_factory.services.training import training_run_execute
 from settlement.anchor_steps import _confirm
 from settlement.models import Epoch, Settlement
 from settlement.tests.factories import model_version
+from watch import webhooks
+from watch.models import WebhookDelivery
+from watch.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +89,28 @@ def test_an_anchored_epoch_is_announced_publicly_after_commit_only(heard, django
 def test_an_unknown_event_type_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="Unknown event type"):
         events.event_emit("record.deleted", data={})
+
+
+def test_a_completed_receipt_reaches_its_consumer_without_their_input(
+    heard, settings, django_capture_on_commit_callbacks
+):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    version = trained_classifier(labeled(40))
+    build(version)
+    consumer = UserFactory()
+    credits_grant(actor=None, user=consumer, amount=5)
+    receiver = Receiver().start()
+    try:
+        endpoint, secret = webhooks.endpoint_create(actor=consumer, url=receiver.url, event_types=["receipt.completed"])
+        text = "made everything worse, awful headaches"
+        with django_capture_on_commit_callbacks(execute=True):
+            inference = mf.infer(consumer=consumer, version_id=version.pk, payload={"text": text})
+        [delivery] = WebhookDelivery.objects.filter(endpoint=endpoint)
+        webhooks.delivery_attempt(delivery_id=delivery.pk)
+    finally:
+        receiver.stop()
+    [got] = receiver.requests
+    payload = Webhook(secret).verify(got.body, got.headers)
+    assert payload["data"]["receipt"] == inference.receipt_obj.id
+    assert text not in got.body.decode() and inference.input_hash not in got.body.decode()
+    assert [e.type for e in heard if e.type == "receipt.completed"] == ["receipt.completed"]
