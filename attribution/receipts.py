@@ -27,6 +27,7 @@ from attribution.models import AttributionIndex, Citation, Flag, Receipt
 from attribution.selectors import train_entries
 from core.canonical import canonical_json, content_hash
 from core.errors import NotFound
+from core.events import event_emit
 from datanets.models import Record
 from models_factory import predictors
 from models_factory.models import Inference, MLModel, ModelVersion
@@ -179,6 +180,20 @@ def receipt_create(*, inference: Inference) -> Receipt | None:
                     )
                     for i, t in enumerate(body["top_k"])
                 ]
+            )
+            event_emit(
+                "receipt.completed",
+                datanet_id=version.ml_model.datanet_id,
+                user_ids=[inference.consumer_id],
+                data={
+                    "receipt": rid,
+                    "model": version.ml_model.slug,
+                    "model_version": version.version,
+                    "snapshot_root": version.snapshot_root,
+                    "method": method,
+                    "fee": str(inference.fee),
+                    "shares": body["shares"],
+                },
             )
     return receipt
 

@@ -29,5 +29,6 @@ urlpatterns = [
     path("credits/", models_api.CreditsView.as_view(), name="credits"),
     path("", include("attribution.api_urls")),
     path("", include("settlement.api_urls")),
+    path("", include("watch.api_urls")),
     *router.urls,
 ]

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "models_factory",
     "attribution",
     "settlement",
+    "watch",
     "demo",
 ]
 
@@ -258,6 +259,7 @@ CELERY_TASK_ROUTES = {
     "datanets.export_snapshot": {"queue": QUEUE_LONG},
     "settlement.settle_epoch": {"queue": QUEUE_LONG},
     "models_factory.tasks.train_*": {"queue": QUEUE_GPU},
+    "watch.*": {"queue": QUEUE_SHORT},  # webhook attempts: seconds each, never behind a training run
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
@@ -271,6 +273,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-appeals": {"task": "datanets.expire_appeals", "schedule": 300.0},
     # Pre-built model download zips of versions gone or not downloaded for a while are deleted.
     "expire-model-zips": {"task": "models_factory.expire_model_zips", "schedule": 3600.0},
+    # Webhook attempts that are due but whose task was lost with a worker are sent again.
+    "webhooks-due": {"task": "watch.deliveries_due", "schedule": 30.0},
 }
 MODEL_ZIP_MAX_AGE_HOURS = env_int("MODEL_ZIP_MAX_AGE_HOURS", 24 * 7, minimum=1)
 CELERY_TASK_ALWAYS_EAGER = False
@@ -294,6 +298,14 @@ BAND_INDEX_DIR = Path(env_str("DATANETS_BAND_INDEX_DIR", str(VAR_DIR / "band-ind
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 60, minimum=1)
 # Appeals: the panel's deadline; adaptive quorum: how long a drawn curator's turn on a disputed record lasts.
 APPEAL_DEADLINE_HOURS = env_int("APPEAL_DEADLINE_HOURS", 72, minimum=1)
+# Webhooks: attempts per delivery, the first retry's wait (doubling after), the per-request timeout, how many
+# failed attempts in a row disable an endpoint, and whether loopback/private addresses may receive (dev, tests).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 10.0)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 15, minimum=1)
+WEBHOOK_ENDPOINTS_PER_USER = env_int("WEBHOOK_ENDPOINTS_PER_USER", 20, minimum=1)
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 VOTE_REQUEST_HOURS = env_int("VOTE_REQUEST_HOURS", 48, minimum=1)
 # Receipt challenges: how long after a receipt is made anyone may challenge it by recomputing it.
 RECEIPT_CHALLENGE_HOURS = env_int("RECEIPT_CHALLENGE_HOURS", 14 * 24, minimum=1)

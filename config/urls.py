@@ -11,6 +11,7 @@ urlpatterns = [
     path("models/", include("models_factory.urls")),
     path("attribution/", include("attribution.urls")),
     path("rewards/", include("settlement.urls")),
+    path("", include("watch.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

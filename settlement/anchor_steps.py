@@ -19,6 +19,7 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from accounts.audit import audit_record
+from core.events import event_emit
 from settlement.chain import client
 from settlement.chain import config as chain_config
 from settlement.chain.client import ChainError, ChainRevert, NonceConflict
@@ -56,6 +57,20 @@ def _confirm(settlement: Settlement, note: str) -> None:
         action="rewards.settle_confirmed",
         target=settlement,
         after={"epoch": epoch.number, "root": settlement.root, "tx_hash": settlement.tx_hash},
+    )
+    event_emit(
+        "epoch.settled",
+        public=True,
+        data={
+            "epoch": epoch.number,
+            "root": settlement.root,
+            "data_hash": settlement.data_hash,
+            "tx_hash": settlement.tx_hash,
+            "block_number": settlement.block_number,
+            "chain_id": settlement.chain_id,
+            "distributor": settlement.distributor,
+            "leaves": settlement.leaf_count,
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""Apps import one way: core -> accounts -> datanets -> models_factory -> attribution -> settlement -> demo.
+"""Apps import one way: core -> accounts -> datanets -> models_factory -> attribution -> settlement -> watch -> demo.
 
 Every import in every module of an app (module level, inside functions, in its tests) may name only the app itself,
 apps to its left, ``config`` (wiring) and third-party packages. Migrations are exempt: Django resolves their
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ["core", "accounts", "datanets", "models_factory", "attribution", "settlement", "demo"]
+ORDER = ["core", "accounts", "datanets", "models_factory", "attribution", "settlement", "watch", "demo"]
 RANK = {app: i for i, app in enumerate(ORDER)}
 
 

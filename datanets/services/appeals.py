@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.events import event_emit
 from datanets import appeals as appeal_kinds
 from datanets import selectors
 from datanets.draw import draw_seed, weighted_draw
@@ -119,6 +120,19 @@ def _decide(appeal: Appeal, *, status: str, actor: User | None, reason: str) -> 
             "votes": [[v.voter_id, v.decision] for v in appeal.votes.all()],
             "reason": reason[:500],
             "changes": changes,
+        },
+    )
+    event_emit(
+        "appeal.decided",
+        datanet_id=appeal.datanet_id,
+        user_ids=[appeal.appellant_id],
+        data={
+            "appeal": appeal.pk,
+            "kind": appeal.kind,
+            "object_id": appeal.object_id,
+            "status": appeal.status,
+            "decider": appeal.decider,
+            "decided_at": appeal.decided_at.isoformat(),
         },
     )
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.events import event_emit
 from datanets import selectors
 from datanets.draw import draw_seed, weighted_draw
 from datanets.models import Datanet, Record, Vote, VoteRequest
@@ -128,4 +129,19 @@ def vote_cast(*, curator: User, record_id: int, decision: str, reason: str = "")
         )
         if asks_more:
             _request_vote(record, datanet, record.extra_votes)
+        if record.status != Record.Status.PENDING:
+            event_emit(
+                "record.resolved",
+                datanet_id=datanet.pk,
+                user_ids=[record.contributor_id],
+                data={
+                    "record": record.pk,
+                    "datanet": datanet.slug,
+                    "status": record.status,
+                    "content_hash": record.content_hash,
+                    "approvals": record.approvals,
+                    "rejections": record.rejections,
+                    "resolved_at": record.resolved_at.isoformat(),
+                },
+            )
     return record

@@ -14,6 +14,7 @@ from accounts.audit import audit_record
 from accounts.models import User
 from core.bulk import bulk_insert
 from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.events import event_emit
 from core.jobs import JobProgress, job_create, job_enqueue, job_run, job_succeed
 from core.models import Job
 from core.storage import blob_put_file
@@ -109,6 +110,19 @@ def snapshot_publish(*, actor: User, datanet: Datanet, notes: str = "", validati
             action="snapshot.publish",
             target=snapshot,
             after={"version": version, "root": root, "records": len(rows)},
+        )
+        event_emit(
+            "snapshot.published",
+            datanet_id=datanet.pk,
+            public=datanet.is_public,
+            data={
+                "datanet": datanet.slug,
+                "snapshot": snapshot.pk,
+                "version": version,
+                "root": root,
+                "records": len(rows),
+                "published_at": snapshot.published_at.isoformat(),
+            },
         )
     return snapshot
 

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 from accounts.audit import audit_record
 from accounts.models import User
 from core.errors import Conflict, Forbidden, NotFound, UserError
+from core.events import event_emit
 from core.jobs import JobProgress, job_create, job_enqueue, job_fail, job_run, job_succeed
 from core.models import Job
 from datanets.models import Datanet, Snapshot, SnapshotRecord
@@ -275,7 +276,38 @@ def _snapshot_rows(snapshot: Snapshot) -> tuple[list[dict[str, Any]], list[dict[
 def training_run_execute(*, job_id: str, progress: Any = None) -> None:
     """Run a queued training job in this process (the worker's task, or ``manage.py train``) and register its
     version. ``progress``: a callbacks object that also sees every report, for a terminal progress bar."""
-    job_run(job_id, lambda job: _train(job, progress))
+    finished = [Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED]
+    if Job.objects.filter(pk=job_id, status__in=finished).exists():  # a redelivered task: announced already
+        job_run(job_id, lambda job: _train(job, progress))
+        return
+    try:
+        job_run(job_id, lambda job: _train(job, progress))
+    finally:
+        _run_finished_emit(job_id)
+
+
+def _run_finished_emit(job_id: str) -> None:
+    run = (
+        TrainingRun.objects.select_related("job", "ml_model", "snapshot")
+        .filter(job_id=job_id, job__status__in=[Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED])
+        .first()
+    )
+    if run is None:  # still running elsewhere, or retried later
+        return
+    version = ModelVersion.objects.filter(run=run).values_list("pk", "version").first()
+    event_emit(
+        "run.finished",
+        datanet_id=run.snapshot.datanet_id,
+        user_ids=[run.created_by_id],
+        data={
+            "run": str(run.pk),
+            "model": run.ml_model.slug,
+            "status": run.job.status,
+            "version_id": version[0] if version else None,
+            "version": version[1] if version else None,
+            "snapshot_root": run.snapshot.root,
+        },
+    )
 
 
 def _train(job: Job, progress: Any = None) -> None:
