@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import User
-from datanets.models import Datanet
+from datanets.models import ContributorStanding, Datanet
 from settlement.chain.config import token_units_per_credit
 from settlement.models import (
     Allocation,
@@ -61,6 +61,9 @@ def earnings_for(*, user: User, limit: int = 200) -> dict[str, Any]:
         "cumulative": int(allocations[-1].cumulative) if allocations else 0,
         "entries": entries,
         "penalties": list(Penalty.objects.filter(account=user).select_related("datanet", "epoch")[:limit]),
+        "standings": list(
+            ContributorStanding.objects.filter(user=user, penalty_points__gt=0).select_related("datanet")
+        ),
         "withheld": [e for e in entries if e.kind == LedgerEntry.Kind.WITHHELD],
         "units_per_credit": token_units_per_credit(),
     }

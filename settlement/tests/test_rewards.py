@@ -7,7 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.tests.factories import UserFactory
+from attribution import valuation
+from attribution.models import Flag
 from datanets.models import Vote
+from datanets.tests.factories import add_curators
 from settlement import epochs as epoch_services
 from settlement import penalties, rewards
 from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy
@@ -27,6 +30,12 @@ def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
     records = records_with_values(version, {alice: [0.3, 0.1], bob: [0.2], carol: [0.5, -0.1, -0.2]})
     Vote.objects.create(record=records[0], curator=curator, decision="approve")
     Vote.objects.create(record=records[1], curator=lazy, decision="reject")  # did not match the outcome
+    # The owner lets the builder's models value the Datanet; curators confirm carol's two flagged records.
+    valuation.valuation_designate(actor=datanet.owner, datanet=datanet, builders=[builder.username])
+    (checker,) = add_curators(datanet, 1)
+    for record in records[4:]:
+        flag = Flag.objects.create(record=record, version=version, severity=0.9, evidence={})
+        valuation.flag_resolve(actor=checker, flag_id=flag.pk, decision="confirm")
     receipt(version, ppm_shares({alice: 1, bob: 1}), fee=10)
     receipt(version, [], fee=5)
     EpochPool.objects.create(epoch=epoch, datanet=datanet, amount=1_000, funded_by=datanet.owner)
