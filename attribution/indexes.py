@@ -50,7 +50,8 @@ def similarity_embed(texts: list[str]) -> np.ndarray:
 # texts in random order) are embedded like any input; a receipt credits no record when its input is no closer to
 # the training data than CHANCE_PERCENTILE of them come. Measured on the demo's gradient index: its scores alone do
 # not separate chance from real queries (per-record z-scores of real test reviews fall inside the random queries'
-# range), while closeness does (random strings abstain 36/36, held-out reviews 53/64 are credited). The test only
+# range), while closeness does (benchmarks/attribution/demo_flips.py --platform: random strings abstain 32/32,
+# held-out reviews 58/64 are credited). The test only
 # withholds credit; what pays stays the gradient scores.
 CHANCE_QUERIES = 128
 CHANCE_PERCENTILE = 99.0

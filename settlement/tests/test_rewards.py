@@ -114,3 +114,21 @@ def test_epochs_add_up_and_cumulative_never_decreases(epochs: list[list[tuple[in
         for total in AccountTotal.objects.all():
             assert int(total.cumulative) >= history.get(total.account_id, 0)
             history[total.account_id] = int(total.cumulative)
+
+
+@pytest.mark.django_db
+def test_an_abstaining_receipt_sends_the_contributors_part_to_the_datanets_epoch_pool() -> None:
+    version = model_version()
+    datanet = version.ml_model.datanet
+    first = rewards.epoch_open_get()
+    abstained = receipt(version, [], fee=10)
+    abstained.body = {**abstained.body, "chance": {"abstained": True}}
+    abstained.save(update_fields=["body"])
+    rewards.receipts_accrue()
+    to_pool = LedgerEntry.objects.get(receipt_id=abstained.id, kind="carry")
+    assert int(to_pool.amount) == 6 * UNIT and "receipt abstained" in to_pool.memo  # the 60% contributors' part
+    # builder 2 + platform 1 + pool 6; the curators' 1 is split among curators when the epoch closes
+    assert sum(int(e.amount) for e in LedgerEntry.objects.filter(receipt_id=abstained.id)) == 9 * UNIT
+    closed = epoch_services.epoch_close(actor=None, number=first.number)
+    pool = EpochPool.objects.get(carried_from=closed, datanet=datanet)
+    assert int(pool.amount) == 6 * UNIT and pool.epoch.status == Epoch.Status.OPEN
