@@ -35,7 +35,7 @@ from datanets.models import Datanet
 from models_factory.models import ModelVersion
 
 FLAGS_PER_PAGE = 50
-EXCERPT_CHARS = 160
+EXCERPT_CHARS = 100
 SCORE_MEANING = {
     "gradient": "A score estimates how much training on that record lowered this output's loss (its loss gradient "
     "against the output's, through the model's curvature): positive helped produce this output, negative worked "
