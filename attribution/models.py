@@ -5,7 +5,7 @@ from django.db import models
 from django.urls import reverse
 
 from core.models import Job
-from datanets.models import Record
+from datanets.models import Datanet, Record
 from models_factory.models import Inference, ModelVersion
 
 
@@ -62,37 +62,80 @@ class Citation(models.Model):
         indexes = [models.Index(fields=["record"]), models.Index(fields=["contributor"])]
 
 
+class ValuationDesignation(models.Model):
+    """Which model version values a Datanet: its valuation alone sends flags to curators, and settlement splits the
+    Datanet's epoch pool by it. Set by the Datanet's owner (``valuation_designate``).
+
+    ``version`` set: that version values the Datanet. Otherwise the newest valued version of a model built by the
+    owner or by one of ``builders`` does. A Datanet without a row is valued by the owner's own newest valued version,
+    so a stranger's model never decides anyone's pay.
+    """
+
+    datanet = models.OneToOneField(Datanet, on_delete=models.CASCADE, related_name="valuation_designation")
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="valuation_designations"
+    )
+    builders = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    designated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+
 class RecordValuation(models.Model):
-    """Epoch valuation of one record for one model version: KNN-Shapley and self-influence."""
+    """Epoch valuation of one record for one model version: its signals, and what the flag rule made of them
+    (``reasons``: the ``Flag.Reason`` codes it raised, ``severity`` in [0, 1], ``evidence`` for curators)."""
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="valuations")
     record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="valuations")
     knn_shapley = models.FloatField()
     self_influence = models.FloatField(null=True, blank=True)
     flagged = models.BooleanField(default=False)
+    reasons = models.JSONField(default=list, blank=True)
+    severity = models.FloatField(default=0.0)
+    evidence = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "record"], name="unique_valuation")]
 
 
 class Flag(models.Model):
-    """A record sent back to curators by the epoch valuation, with the evidence."""
+    """A record sent back to curators by the valuing version's epoch valuation, with the evidence.
+
+    At most one open flag per record and reason, whichever versions raised it (``version`` is the latest that did).
+    A dismissal holds until the evidence grows materially: ``flags_sync`` reopens a record and reason only when the
+    severity rises by ``DISMISSAL_MARGIN`` over what the curator dismissed (``dismissed_severity``).
+    """
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         CONFIRMED = "confirmed", "Confirmed harmful"
         DISMISSED = "dismissed", "Dismissed"
 
+    class Reason(models.TextChoices):
+        LABEL = "label_contradicted", "The rest of the data contradicts its label"
+        VALUE = "harmful_value", "It makes the model worse on the validation split"
+
     record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="flags")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="flags")
-    reason = models.CharField(max_length=200)
+    reason = models.CharField(max_length=40, choices=Reason.choices, default=Reason.LABEL)
+    summary = models.CharField(max_length=300, blank=True, help_text="The evidence in one sentence.")
+    severity = models.FloatField(default=0.0, help_text="0 to 1: how strongly the evidence speaks against it.")
     evidence = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    dismissed_severity = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["record", "version"], name="one_flag_per_record_version")]
+        ordering = ["-severity", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["record", "reason"], condition=models.Q(status="open"), name="one_open_flag_per_record_reason"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-severity"])]

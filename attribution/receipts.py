@@ -19,12 +19,13 @@ from django.db import transaction
 from attribution.indexes import (
     SPAN_MIN_TOKENS,
     classifier_index_build,
+    closest_similarity,
     index_load,
     similarity_embed,
     span_index_build,
 )
-from attribution.models import AttributionIndex, Citation, Flag, Receipt
-from attribution.selectors import train_entries
+from attribution.models import AttributionIndex, Citation, Receipt
+from attribution.selectors import train_entries, uncredited_records
 from core.canonical import canonical_json, content_hash
 from core.errors import NotFound
 from core.events import event_emit
@@ -83,6 +84,25 @@ def scores_for(
     return "spans", [(int(doc), float(weight)) for doc, weight in ranked]
 
 
+def chance_check(version: ModelVersion, extra: dict[str, Any], inference: Inference, method: str) -> dict | None:
+    """Is the input closer to the training data than random queries come (``indexes.CHANCE_QUERIES``)? None when
+    the index has no calibration or the method needs none (a verbatim span is evidence in itself)."""
+    chance = extra.get("chance_similarity")
+    record_emb = extra.get("record_emb")
+    if chance is None or record_emb is None or not len(record_emb) or method == "spans":
+        return None
+    if method == "gradient":
+        query = extra["predictor"].embed([inference.input["text"]])
+    else:
+        query = similarity_embed([f"{inference.input.get('prompt', '')}\n{inference.output.get('text', '')}"])
+    best = float(closest_similarity(record_emb, query)[0])
+    return {
+        "closest_similarity": round(best, 4),
+        "chance_similarity": round(float(chance), 4),
+        "abstained": best <= chance,
+    }
+
+
 def receipt_body(
     version: ModelVersion,
     inference: Inference,
@@ -91,17 +111,17 @@ def receipt_body(
     record_ids: np.ndarray,
     *,
     uncredited: set[int] | None = None,
+    chance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The receipt. With ``chance`` (indexes built with a chance calibration) it says whether any record stood out;
+    when none did, it abstains: the top-k stay listed as an explanation and no one is credited, so the contributors'
+    part follows the Datanet's policy (its epoch pool, ``settlement.rewards``)."""
     ids = [int(record_ids[pos]) for pos, _ in scored]
     records = {r.pk: r for r in Record.objects.filter(pk__in=ids).select_related("contributor", "duplicate_of")}
-    # Records the epoch valuation flagged (likely mislabeled or poisoned) earn no credit until a curator clears them.
-    # The set is written into the receipt, so a later recompute credits exactly as this one did.
+    # Records flagged as likely mislabeled earn no credit until a curator clears them (``uncredited_records``). The
+    # set is written into the receipt, so a later recompute credits exactly as this one did.
     if uncredited is None:
-        uncredited = set(
-            Flag.objects.filter(record_id__in=ids)
-            .exclude(status=Flag.Status.DISMISSED)
-            .values_list("record_id", flat=True)
-        )
+        uncredited = uncredited_records(version, ids)
     flagged = uncredited
     top: list[dict[str, Any]] = []
     credit: dict[str, float] = defaultdict(float)
@@ -113,10 +133,11 @@ def receipt_body(
         top.append(
             {"record": rec.pk, "record_hash": rec.content_hash, "contributor": rec.contributor.username, "score": score}
         )
-        if cluster not in seen_clusters and score > 0 and rec.pk not in flagged:
+        abstained = bool(chance and chance["abstained"])
+        if cluster not in seen_clusters and score > 0 and rec.pk not in flagged and not abstained:
             seen_clusters.add(cluster)
             credit[rec.contributor.username] += score
-    return {
+    body = {
         "format": RECEIPT_FORMAT,
         "inference": str(inference.pk),
         "model": version.ml_model.slug,
@@ -130,6 +151,9 @@ def receipt_body(
         "uncredited": sorted(flagged),
         "fee": int(inference.fee),
     }
+    if chance is not None:
+        body["chance"] = chance
+    return body
 
 
 def receipt_id(body: dict[str, Any]) -> str:
@@ -156,7 +180,8 @@ def receipt_create(*, inference: Inference) -> Receipt | None:
     record = AttributionIndex.objects.get(version=version)
     index, extra = index_load(version, record)
     method, scored = scores_for(version, index, extra, inference)
-    body = receipt_body(version, inference, method, scored, extra["record_ids"])
+    chance = chance_check(version, extra, inference, method)
+    body = receipt_body(version, inference, method, scored, extra["record_ids"], chance=chance)
     rid = receipt_id(body)
     with transaction.atomic():
         receipt, created = Receipt.objects.get_or_create(
@@ -229,12 +254,17 @@ def receipt_recompute(receipt_id_: str) -> tuple[dict[str, Any], str]:
     receipt = receipt_get(receipt_id_)
     version, inference = receipt.version, receipt.inference
     if receipt.method == "gradient":
-        index, _, _ = classifier_index_build(version)
+        index, params, embeddings = classifier_index_build(version)
         extra = {"predictor": predictors.classifier_predictor(version)}
     else:
-        index, _, embeddings = span_index_build(version)
-        extra = {"tokenizer": predictors.version_tokenizer(version), "record_emb": embeddings}
+        index, params, embeddings = span_index_build(version)
+        extra = {"tokenizer": predictors.version_tokenizer(version)}
+    extra |= {"record_emb": embeddings, "chance_similarity": params.get("chance_similarity")}
     ids = np.array([e[0] for e in train_entries(version)], dtype=np.int64)
     method, scored = scores_for(version, index, extra, inference)
-    body = receipt_body(version, inference, method, scored, ids, uncredited=set(receipt.body.get("uncredited", [])))
+    # A receipt written before indexes were calibrated carries no chance test; its recompute applies none either.
+    chance = chance_check(version, extra, inference, method) if "chance" in receipt.body else None
+    body = receipt_body(
+        version, inference, method, scored, ids, uncredited=set(receipt.body.get("uncredited", [])), chance=chance
+    )
     return body, receipt_id(body)

@@ -170,6 +170,7 @@ def build_step(settlement: Settlement, web3: Web3) -> None:
         "pools_in": str(epoch.pools_in),
         "platform": str(epoch.platform_amount),
         "carried_over": str(epoch.carried_over),
+        "valuing_versions": epoch.valuing_versions,
         "closed_at": epoch.closed_at.isoformat() if epoch.closed_at else None,
         "accounts": leaves.accounts,
         "unlinked": leaves.unlinked,

@@ -70,6 +70,7 @@ class EpochSerializer(serializers.ModelSerializer):
             "carried_over",
             "receipt_count",
             "receipts_root",
+            "valuing_versions",
             "settlement",
             "dump_url",
         ]

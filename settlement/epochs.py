@@ -15,12 +15,13 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import User
 from attribution.models import RecordValuation
+from attribution.selectors import valuing_version
 from core.errors import Conflict, Forbidden, NotFound
 from datanets.models import Datanet, Record, Vote
 from datanets.selectors import curator_standings
 from settlement.merkle import StandardMerkleTree
 from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, ReceiptAccrual, WithheldRelease
-from settlement.penalties import latest_valued_version, penalties_assess, points_by_account
+from settlement.penalties import penalties_assess, points_by_account
 from settlement.rewards import accrue_into, pending_receipts
 from settlement.selectors import policy_for
 from settlement.splits import split_pro_rata
@@ -81,8 +82,23 @@ def _split_curator_parts(epoch: Epoch) -> list[LedgerEntry]:
     return entries
 
 
+def _valuing_record(datanet: Datanet, penalties: int) -> dict[str, object]:
+    """What the epoch publishes about who valued a Datanet (``Epoch.valuing_versions``)."""
+    version, rule = valuing_version(datanet)
+    return {
+        "datanet": datanet.slug,
+        "version": version.pk if version else None,
+        "model": version.ml_model.slug if version else None,
+        "model_version": version.version if version else None,
+        "builder": version.ml_model.builder.username if version else None,
+        "rule": rule,
+        "penalties": penalties,
+    }
+
+
 def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
-    """Pool entries, and what each Datanet carries over to the next epoch (withheld or unallocated)."""
+    """Pool entries, and what each Datanet carries over to the next epoch (withheld or unallocated). Only the
+    Datanet's valuing version (``attribution.selectors.valuing_version``) splits its pool."""
     entries: list[LedgerEntry] = []
     carry: dict[int, int] = defaultdict(int)
     by_datanet: dict[int, list[EpochPool]] = defaultdict(list)
@@ -91,7 +107,7 @@ def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
     for datanet_id, pools in sorted(by_datanet.items()):
         datanet = pools[0].datanet
         policy = policy_for(datanet)
-        version = latest_valued_version(datanet)
+        version, _ = valuing_version(datanet)
         weights: dict[int, int] = defaultdict(int)
         if version is not None:
             values = RecordValuation.objects.filter(version=version, knn_shapley__gt=0, record__datanet=datanet)
@@ -118,7 +134,10 @@ def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
             if remainder and amounts:
                 entries.append(LedgerEntry(kind=Kind.PLATFORM, amount=remainder, memo="pool rounding", **common))
             elif remainder:
-                memo = "no record of this Datanet has a positive valuation yet: carried over to the next epoch"
+                memo = (
+                    "no record of this Datanet has a positive valuation by its valuing version yet: carried over to "
+                    "the next epoch"
+                )
                 entries.append(LedgerEntry(kind=Kind.CARRY, amount=remainder, memo=memo, **common))
                 carry[datanet_id] += remainder
     return entries, dict(carry)
@@ -219,9 +238,12 @@ def epoch_close(*, actor: User | None, number: int) -> Epoch:
         epoch.closed_by = actor
         epoch.save(update_fields=["status", "closed_at", "closed_by"])
         following = Epoch.objects.create(number=epoch.number + 1, opened_at=now)
-        penalties_assess(epoch)
+        penalized = penalties_assess(epoch)
         entries = _split_curator_parts(epoch)
         pool_entries, carry = _split_pools(epoch)
+        abstained = LedgerEntry.objects.filter(epoch=epoch, kind=Kind.CARRY).exclude(receipt_id="")
+        for datanet_id, amount in abstained.values_list("datanet_id", "amount"):
+            carry[datanet_id] = carry.get(datanet_id, 0) + int(amount)
         LedgerEntry.objects.bulk_create(entries + pool_entries, batch_size=2000)
         for datanet_id, amount in sorted(carry.items()):
             EpochPool.objects.create(epoch=following, datanet_id=datanet_id, amount=amount, carried_from=epoch)
@@ -229,6 +251,11 @@ def epoch_close(*, actor: User | None, number: int) -> Epoch:
         ids = list(ReceiptAccrual.objects.filter(epoch=epoch).values_list("receipt_id", flat=True))
         epoch.receipt_count = len(ids)
         epoch.receipts_root = receipts_root(ids)
+        valued = set(penalized) | set(EpochPool.objects.filter(epoch=epoch).values_list("datanet_id", flat=True))
+        epoch.valuing_versions = [
+            _valuing_record(datanet, penalized.get(datanet.pk, 0))
+            for datanet in Datanet.objects.filter(pk__in=valued).order_by("slug")
+        ]
         epoch.save()
         audit_record(
             actor=actor,
@@ -240,6 +267,7 @@ def epoch_close(*, actor: User | None, number: int) -> Epoch:
                 "pools_in": str(epoch.pools_in),
                 "platform": str(epoch.platform_amount),
                 "carried_over": str(epoch.carried_over),
+                "valuing_versions": epoch.valuing_versions,
             },
         )
     return epoch

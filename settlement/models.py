@@ -80,6 +80,12 @@ class Epoch(models.Model):
     carried_over = TokenAmountField(default=0)
     receipt_count = models.PositiveIntegerField(default=0)
     receipts_root = models.CharField(max_length=66, blank=True)
+    valuing_versions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per Datanet with a pool or penalties: the model version whose valuation split the pool and whose "
+        "curator-confirmed flags set penalties, and the rule that chose it.",
+    )
 
     class Meta:
         ordering = ["-number"]
@@ -200,12 +206,13 @@ class AccountTotal(models.Model):
 
 
 class Penalty(models.Model):
-    """Penalty points from a record's negative epoch valuation, with the reason the contributor sees."""
+    """Penalty points from a flag that a curator confirmed, with the reason the contributor sees (in words)."""
 
     account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reward_penalties")
     datanet = models.ForeignKey(Datanet, on_delete=models.CASCADE, related_name="+")
     record = models.ForeignKey(Record, on_delete=models.CASCADE, related_name="+")
     version = models.ForeignKey("models_factory.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    flag = models.ForeignKey("attribution.Flag", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     epoch = models.ForeignKey(Epoch, on_delete=models.PROTECT, related_name="penalties")
     points = models.PositiveIntegerField(default=1)
     value = models.FloatField()
@@ -214,7 +221,7 @@ class Penalty(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["record", "version"], name="one_penalty_per_record_version")]
+        constraints = [models.UniqueConstraint(fields=["flag"], name="one_penalty_per_flag")]
 
 
 class PenaltyOverturn(models.Model):

@@ -1,7 +1,9 @@
-"""Penalties: points for records the owner's model valued negatively, and each contributor's standing per Datanet.
+"""Penalties: points for records whose flag a curator confirmed, and each contributor's standing per Datanet.
 
-Past a Datanet's threshold a contributor's uploads need one more approval (written into the datanets-owned
-``ContributorStanding`` through ``contributor_standing_set``) and their epoch pool share is withheld (``epochs``).
+A penalty never comes from raw valuation: only a flag raised by the Datanet's valuing version
+(``attribution.valuation``) and confirmed by a curator adds a point, with the reason in words. Past a Datanet's
+threshold a contributor's uploads need one more approval (written into the datanets-owned ``ContributorStanding``
+through ``contributor_standing_set``) and their epoch pool share is withheld (``epochs``).
 """
 
 from __future__ import annotations
@@ -10,18 +12,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from accounts.models import User
-from attribution.models import RecordValuation
+from attribution.models import Flag
 from datanets.models import ContributorStanding, Datanet
 from datanets.services import contributor_standing_set
-from models_factory.models import ModelVersion
 from settlement.models import Epoch, Penalty
 from settlement.selectors import policy_for
 
-
-def latest_valued_version(datanet: Datanet) -> ModelVersion | None:
-    """The newest version of a model on this Datanet that has a valuation (its values decide pools and penalties)."""
-    version_ids = RecordValuation.objects.filter(version__ml_model__datanet=datanet).values("version_id")
-    return ModelVersion.objects.filter(pk__in=version_ids).order_by("-created_at", "-pk").first()
+POINTS_PER_CONFIRMED_FLAG = 1
 
 
 def penalty_points(*, account: User, datanet: Datanet) -> int:
@@ -40,6 +37,17 @@ def points_by_account(datanet: Datanet) -> defaultdict[int, int]:
     return points
 
 
+def standing_effect(points: int, threshold: int) -> str:
+    """What a contributor's points do, in words (the standing's reason, shown on their Rewards page)."""
+    if points <= threshold:
+        return ""
+    return (
+        f"{points} penalty points in this Datanet, over its threshold of {threshold}: your next uploads need one more "
+        f"approval and your epoch pool share is withheld, until your points are back at {threshold} or below "
+        "(a flag overturned on appeal takes its point away)"
+    )
+
+
 def standings_refresh(datanet: Datanet, account_ids: Iterable[int] | None = None) -> None:
     """Write each contributor's penalty points and extra approvals into their standing in the Datanet: one more
     approval once their points are over the policy's threshold (DESIGN.md, Rewards)."""
@@ -49,51 +57,60 @@ def standings_refresh(datanet: Datanet, account_ids: Iterable[int] | None = None
     wanted = set(points) | known if account_ids is None else set(account_ids)
     for account_id in sorted(wanted):
         over = points[account_id] > threshold
-        reason = (
-            f"{points[account_id]} penalty points in this Datanet, over its threshold of {threshold}: uploads need one "
-            "more approval"
-            if over
-            else ""
-        )
         contributor_standing_set(
             user_id=account_id,
             datanet=datanet,
             penalty_points=points[account_id],
             extra_approvals=1 if over else 0,
-            reason=reason,
+            reason=standing_effect(points[account_id], threshold),
         )
 
 
-def _assess_penalties(epoch: Epoch, datanet: Datanet, version: ModelVersion) -> None:
-    negative = RecordValuation.objects.filter(version=version, knn_shapley__lt=0).select_related("record")
-    known = set(Penalty.objects.filter(version=version).values_list("record_id", flat=True))
-    Penalty.objects.bulk_create(
-        [
-            Penalty(
-                account_id=v.record.contributor_id,
-                datanet=datanet,
-                record=v.record,
-                version=version,
-                epoch=epoch,
-                points=1,
-                value=v.knn_shapley,
-                reason=(
-                    f"Record #{v.record_id} has a negative KNN-Shapley value ({v.knn_shapley:.4g}) for "
-                    f"{version}: it made the model worse on the validation split (likely mislabeled or harmful)."
-                ),
-            )
-            for v in negative
-            if v.record_id not in known
-        ],
-        ignore_conflicts=True,
+def penalty_reason(flag: Flag) -> str:
+    """Why a confirmed flag cost a point, in words the contributor can check."""
+    who = flag.resolved_by.username if flag.resolved_by else "a curator"
+    when = f" on {flag.resolved_at:%Y-%m-%d}" if flag.resolved_at else ""
+    cf = (flag.evidence or {}).get("cross_fit") or {}
+    if flag.reason == Flag.Reason.LABEL and cf:
+        what = (
+            f"record #{flag.record_id}'s label '{flag.evidence.get('label')}' contradicts the rest of the data (a "
+            f"model trained without it gives '{cf.get('suggested_label')}' {cf.get('suggested_probability', 0):.2f} "
+            f"against {cf.get('own_label_probability', 0):.2f})"
+        )
+    else:
+        what = f"record #{flag.record_id} harms the model ({flag.get_reason_display().lower()})"
+    return f"Curator {who} confirmed{when} that {what}; the record is rejected. {POINTS_PER_CONFIRMED_FLAG} point."[
+        :300
+    ]
+
+
+def penalties_assess(epoch: Epoch) -> dict[int, int]:
+    """A penalty point for every confirmed flag not yet penalized; returns how many each Datanet got."""
+    penalized = Penalty.objects.filter(flag__isnull=False).values("flag_id")
+    confirmed = (
+        Flag.objects.filter(status=Flag.Status.CONFIRMED)
+        .exclude(pk__in=penalized)
+        .select_related("record", "resolved_by")
+        .order_by("pk")
     )
-    standings_refresh(datanet)
-
-
-def penalties_assess(epoch: Epoch) -> None:
-    """Penalty points for every Datanet's negatively valued records (once per record and version)."""
-    datanet_ids = set(RecordValuation.objects.values_list("version__ml_model__datanet_id", flat=True).distinct())
-    for datanet in Datanet.objects.filter(pk__in=datanet_ids).order_by("pk"):
-        version = latest_valued_version(datanet)
-        if version is not None:
-            _assess_penalties(epoch, datanet, version)
+    made = [
+        Penalty(
+            account_id=flag.record.contributor_id,
+            datanet_id=flag.record.datanet_id,
+            record=flag.record,
+            version_id=flag.version_id,
+            flag=flag,
+            epoch=epoch,
+            points=POINTS_PER_CONFIRMED_FLAG,
+            value=flag.severity,
+            reason=penalty_reason(flag),
+        )
+        for flag in confirmed
+    ]
+    Penalty.objects.bulk_create(made, ignore_conflicts=True)
+    per_datanet: dict[int, int] = defaultdict(int)
+    for penalty in made:
+        per_datanet[penalty.datanet_id] += 1
+    for datanet in Datanet.objects.filter(pk__in=list(per_datanet)).order_by("pk"):
+        standings_refresh(datanet)
+    return dict(per_datanet)

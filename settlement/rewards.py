@@ -24,7 +24,7 @@ from datanets.models import Datanet
 from settlement.chain.config import token_units_per_credit
 from settlement.models import Epoch, EpochPool, LedgerEntry, ReceiptAccrual, ReceiptChallenge, RewardPolicy
 from settlement.penalties import standings_refresh
-from settlement.splits import Bps, split_fee
+from settlement.splits import BPS, Bps, split_fee
 
 Kind = LedgerEntry.Kind
 
@@ -123,6 +123,8 @@ def accrue_into(epoch: Epoch, receipts: Iterable[Receipt]) -> int:
         if len(shares) != len(all_shares):
             shares = []  # a contributor that no longer exists: the contributors' part goes to the platform
         split = split_fee(fee_units, policies[datanet.pk], shares)
+        abstained = bool((receipt.body.get("chance") or {}).get("abstained"))
+        to_pool = fee_units * policies[datanet.pk].contributors // BPS if abstained else 0
         accruals.append(
             ReceiptAccrual(
                 receipt_id=receipt.id,
@@ -140,8 +142,15 @@ def accrue_into(epoch: Epoch, receipts: Iterable[Receipt]) -> int:
             )
         if split.builder:
             entries.append(LedgerEntry(account=builder, kind=Kind.BUILDER, amount=split.builder, **common))
+        if to_pool:
+            # No record shaped the output measurably: the contributors' part joins the Datanet's next epoch pool,
+            # split by its valuing version like any pool, instead of paying the nearest record.
+            memo = "receipt abstained (no record stood out from chance): the contributors' part joins the epoch pool"
+            entries.append(LedgerEntry(account=None, kind=Kind.CARRY, amount=to_pool, memo=memo, **common))
         memo = "" if all_shares else "receipt has no contributor shares"
-        entries.append(LedgerEntry(account=None, kind=Kind.PLATFORM, amount=split.platform, memo=memo, **common))
+        entries.append(
+            LedgerEntry(account=None, kind=Kind.PLATFORM, amount=split.platform - to_pool, memo=memo, **common)
+        )
     ReceiptAccrual.objects.bulk_create(accruals, batch_size=2000)
     LedgerEntry.objects.bulk_create(entries, batch_size=2000)
     return len(fresh)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from accounts.models import User
-from datanets.models import Appeal, Datanet
+from datanets.models import Appeal, ContributorStanding, Datanet
 from settlement.chain.config import token_units_per_credit
 from settlement.models import (
     Allocation,
@@ -62,6 +62,9 @@ def earnings_for(*, user: User, limit: int = 200) -> dict[str, Any]:
         "entries": entries,
         "penalties": _with_appeals(
             list(Penalty.objects.filter(account=user).select_related("datanet", "epoch", "overturn")[:limit])
+        ),
+        "standings": list(
+            ContributorStanding.objects.filter(user=user, penalty_points__gt=0).select_related("datanet")
         ),
         "withheld": [e for e in entries if e.kind == LedgerEntry.Kind.WITHHELD],
         "units_per_credit": token_units_per_credit(),

@@ -16,9 +16,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.credits import credit_balance
+from attribution.models import ValuationDesignation
+from attribution.selectors import valuing_version
 from core.errors import UserError
 from datanets.models import Datanet
 from datanets.selectors import datanet_ids_visible
+from models_factory.models import MLModel, ModelVersion
 from settlement import anchoring, challenges, claims, epochs, proofs, rewards, selectors
 from settlement.models import Allocation, Epoch, ReceiptAccrual, Settlement
 
@@ -184,6 +187,8 @@ def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only the Datanet's owner can see and fund its reward pools.")
     epoch = rewards.epoch_open_get()
     pools = selectors.pools_of(datanet)
+    valuer, valuer_rule = valuing_version(datanet)
+    designation = ValuationDesignation.objects.filter(datanet=datanet).first()
     return render(
         request,
         "settlement/datanet.html",
@@ -196,6 +201,15 @@ def datanet_rewards(request: HttpRequest, slug: str) -> HttpResponse:
             "open_pool_total": sum(int(p.amount) for p in pools if p.epoch_id == epoch.pk),
             "balance": credit_balance(user=request.user),
             "units_per_credit": selectors.token_units_per_credit(),
+            "valuer": valuer,
+            "valuer_rule": valuer_rule,
+            "designation": designation,
+            "designated_builders": " ".join(designation.builders.values_list("username", flat=True))
+            if designation
+            else "",
+            "candidates": ModelVersion.objects.filter(ml_model__datanet=datanet, ml_model__kind=MLModel.Kind.CLASSIFIER)
+            .select_related("ml_model__builder")
+            .order_by("-pk")[:50],
         },
     )
 

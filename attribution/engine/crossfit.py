@@ -52,11 +52,14 @@ def cross_fit(
     l2: float = 1e-4,
     seed: int = 0,
     max_iter: int = 200,
+    extra_emb: np.ndarray | None = None,
+    extra_labels: np.ndarray | None = None,
 ) -> CrossFit:
     """Out-of-fold label probabilities of every record under a linear softmax model on its embedding.
 
     ``folds`` is capped at the number of records; folds are a seeded permutation, so the result is deterministic.
-    ``l2`` weighs the squared weights against the mean cross-entropy.
+    ``l2`` weighs the squared weights against the mean cross-entropy. ``extra_emb``/``extra_labels`` (a validation
+    split, say) join every fold's training data and are never scored: more labelled data for the check.
     """
     x_all = np.asarray(train_emb, dtype=np.float64)
     labels = np.asarray(train_labels, dtype=np.int64)
@@ -75,10 +78,17 @@ def cross_fit(
     probabilities = np.zeros((n, classes), dtype=np.float64)
     x = torch.from_numpy(x_all)
     y = torch.from_numpy(labels)
+    if extra_emb is not None and extra_labels is not None and len(extra_labels):
+        x_extra = torch.from_numpy(np.asarray(extra_emb, dtype=np.float64))
+        y_extra = torch.from_numpy(np.asarray(extra_labels, dtype=np.int64))
+        if x_extra.shape[1] != x.shape[1] or len(x_extra) != len(y_extra):
+            raise ValueError("the extra embeddings and labels do not match the training records")
+    else:
+        x_extra, y_extra = x[:0], y[:0]
     for f in range(k):
         held = np.sort(order[f::k])
         kept = np.setdiff1d(np.arange(n), held)
-        layer = _fit_softmax(x[kept], y[kept], classes, l2, max_iter)
+        layer = _fit_softmax(torch.cat([x[kept], x_extra]), torch.cat([y[kept], y_extra]), classes, l2, max_iter)
         with torch.no_grad():
             probabilities[held] = torch.softmax(layer(x[held]), dim=1).numpy()
     rows = np.arange(n)

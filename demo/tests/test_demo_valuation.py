@@ -48,7 +48,8 @@ def test_demo_model_trains_and_its_valuation_flags_the_planted_flips() -> None:
     flags = Flag.objects.filter(version=version)
     flagged = set(flags.values_list("record_id", flat=True))
     found = planted & in_train & flagged
-    # Measured: 8 of the 10 planted flips that land in the training split, with 54 flags over 507 records.
+    # Measured: 9 of the 10 planted flips that land in the training split, with 42 flags over 507 records (the
+    # earlier rule: 8 with 54; benchmarks/attribution/demo_flips.py --platform).
     assert len(found) >= 0.7 * len(planted & in_train), (len(found), len(planted & in_train))
     assert len(flagged) <= 0.15 * len(in_train)
     for flag in flags.filter(record_id__in=found):

@@ -9,6 +9,9 @@ from django.test import Client
 
 from accounts.models import AuditEvent, CreditAccount
 from accounts.tests.factories import UserFactory
+from attribution import valuation
+from attribution.models import Flag, RecordValuation
+from attribution.selectors import valuing_version
 from core.errors import Conflict, Forbidden, NotFound, UserError
 from datanets import services as datanet_services
 from datanets.models import Contribution, Record
@@ -88,7 +91,7 @@ def test_closed_or_unknown_epoch_is_refused() -> None:
 
 def test_funded_pool_is_split_by_valuation_when_the_epoch_closes() -> None:
     datanet, owner = owner_with_credits(100)
-    version = model_version(datanet)
+    version = model_version(datanet, builder=owner)
     alice, bob = UserFactory(), UserFactory()
     records_with_values(version, {alice: [0.3], bob: [0.1]})
     epoch = rewards.epoch_open_get()
@@ -103,6 +106,51 @@ def test_funded_pool_is_split_by_valuation_when_the_epoch_closes() -> None:
         == units
     )
     assert paid[alice.pk] == 3 * units // 4 and int(closed.pools_in) == units
+    # The epoch records which version split the pool, on its page and in what it publishes.
+    assert closed.valuing_versions == [
+        {
+            "datanet": datanet.slug,
+            "version": version.pk,
+            "model": version.ml_model.slug,
+            "model_version": 1,
+            "builder": owner.username,
+            "rule": "the newest valued version of the owner's own models",
+            "penalties": 0,
+        }
+    ]
+    admin = Client()
+    admin.force_login(UserFactory(is_staff=True))
+    page = admin.get(f"/rewards/epochs/{closed.number}/").content.decode()
+    assert 'data-testid="valuing-versions"' in page and f"{version.ml_model.slug} v1 (#{version.pk}" in page
+    assert admin.get(f"/api/rewards/epochs/{closed.number}/").json()["valuing_versions"] == closed.valuing_versions
+
+
+def test_a_strangers_model_cannot_withhold_the_owners_pool() -> None:
+    """The issue's reproduction: a stranger's (lr=0.5) model valued every record negatively; its newest valuation
+    drove penalties and withheld the owner's whole pool. Now only the owner's choice values the Datanet."""
+    datanet, owner = owner_with_credits(100)
+    threshold = RewardPolicy.objects.create(datanet=datanet, penalty_threshold=0).penalty_threshold
+    mine = model_version(datanet, builder=owner)
+    alice, bob = UserFactory(), UserFactory()
+    records = records_with_values(mine, {alice: [0.3, 0.2], bob: [0.1]})
+    stranger = model_version(datanet)  # newer, by someone the owner never chose
+    for record in records:
+        RecordValuation.objects.create(version=stranger, record=record, knn_shapley=-0.5, flagged=True)
+    epoch = rewards.epoch_open_get()
+    rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=10, epoch_number=epoch.number)
+    closed = epochs.epoch_close(actor=None, number=epoch.number)
+    kinds = {e.kind for e in LedgerEntry.objects.filter(epoch=closed, datanet=datanet)}
+    assert LedgerEntry.Kind.WITHHELD not in kinds and LedgerEntry.Kind.CARRY not in kinds
+    paid = {e.account_id: int(e.amount) for e in LedgerEntry.objects.filter(epoch=closed, kind=LedgerEntry.Kind.POOL)}
+    assert paid[alice.pk] == 10 * token_units_per_credit() * 5 // 6
+    assert not Penalty.objects.exists() and threshold == 0
+    assert closed.valuing_versions[0]["version"] == mine.pk
+
+    # The owner may allow that builder, or designate the stranger's version: then (and only then) it values.
+    valuation.valuation_designate(actor=owner, datanet=datanet, version_id=stranger.pk)
+    assert valuing_version(datanet)[0] == stranger
+    with pytest.raises(Forbidden, match="Only the owner"):
+        valuation.valuation_designate(actor=stranger.ml_model.builder, datanet=datanet, version_id=stranger.pk)
 
 
 # ---- page ------------------------------------------------------------------------------------------------------
@@ -208,18 +256,56 @@ def pending_record(datanet, contributor) -> Record:
     )
 
 
-def test_penalized_contributor_needs_one_more_approval() -> None:
+def confirmed_flags(version, records, curator) -> None:
+    for record in records:
+        flag = Flag.objects.create(
+            record=record,
+            version=version,
+            reason=Flag.Reason.LABEL,
+            severity=0.9,
+            evidence={
+                "label": "negative",
+                "cross_fit": {
+                    "suggested_label": "positive",
+                    "suggested_probability": 0.95,
+                    "own_label_probability": 0.02,
+                },
+            },
+        )
+        valuation.flag_resolve(actor=curator, flag_id=flag.pk, decision="confirm")
+
+
+def test_penalties_come_only_from_confirmed_flags_explained_in_words() -> None:
     datanet = DatanetFactory(approvals_needed=2)
     RewardPolicy.objects.create(datanet=datanet, penalty_threshold=3)
     c1, c2, c3 = add_curators(datanet, 3)
-    version = model_version(datanet)
+    version = model_version(datanet, builder=datanet.owner)
     bob, carol = UserFactory(), UserFactory()
-    records_with_values(version, {bob: [-0.2] * 4, carol: [-0.2] * 3})  # bob: 4 points (> 3), carol: 3 (not over)
+    made = records_with_values(version, {bob: [-0.2] * 5, carol: [-0.2] * 3})
+    # Raw negative valuation alone costs nothing, even from the valuing version.
+    epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
+    assert not Penalty.objects.exists()
+    confirmed_flags(version, made[:4] + made[5:8], c1)  # bob: 4 confirmed (> 3), carol: 3 (not over)
     epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
     assert penalties.penalty_points(account=bob, datanet=datanet) == 4
+    penalty = Penalty.objects.filter(account=bob).order_by("pk").first()
+    assert penalty.reason.startswith(f"Curator {c1.username} confirmed on ")
+    assert f"that record #{penalty.record_id}'s label 'negative' contradicts the rest of the data" in penalty.reason
+    assert "1 point." in penalty.reason
+    # The contributor's page says what the points do, and until when.
+    page = Client()
+    page.force_login(bob)
+    text = page.get("/rewards/").content.decode()
+    assert 'data-testid="penalty-rule"' in text and "only from a flag that a curator confirmed" in text
+    assert (
+        "your next uploads need one more approval and your epoch pool share is withheld, until your points are back at 3 or below"
+        in text
+    )
     assert extra_approvals_for(bob.pk, datanet) == 1
     assert extra_approvals_for(carol.pk, datanet) == 0
     assert extra_approvals_for(bob.pk, DatanetFactory()) == 0  # penalties are per Datanet
+    epochs.epoch_close(actor=None, number=rewards.epoch_open_get().number)
+    assert Penalty.objects.filter(account=bob).count() == 4  # one per confirmed flag, never twice
 
     record = pending_record(datanet, bob)
     assert datanet_services.vote_cast(curator=c1, record_id=record.pk, decision="approve").status == "pending"

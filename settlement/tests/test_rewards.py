@@ -7,7 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.tests.factories import UserFactory
+from attribution import valuation
+from attribution.models import Flag
 from datanets.models import Vote
+from datanets.tests.factories import add_curators
 from settlement import epochs as epoch_services
 from settlement import penalties, rewards
 from settlement.models import AccountTotal, Allocation, Epoch, EpochPool, LedgerEntry, Penalty, RewardPolicy
@@ -27,6 +30,12 @@ def test_close_splits_fees_curators_and_pools_and_penalizes() -> None:
     records = records_with_values(version, {alice: [0.3, 0.1], bob: [0.2], carol: [0.5, -0.1, -0.2]})
     Vote.objects.create(record=records[0], curator=curator, decision="approve")
     Vote.objects.create(record=records[1], curator=lazy, decision="reject")  # did not match the outcome
+    # The owner lets the builder's models value the Datanet; curators confirm carol's two flagged records.
+    valuation.valuation_designate(actor=datanet.owner, datanet=datanet, builders=[builder.username])
+    (checker,) = add_curators(datanet, 1)
+    for record in records[4:]:
+        flag = Flag.objects.create(record=record, version=version, severity=0.9, evidence={})
+        valuation.flag_resolve(actor=checker, flag_id=flag.pk, decision="confirm")
     receipt(version, ppm_shares({alice: 1, bob: 1}), fee=10)
     receipt(version, [], fee=5)
     EpochPool.objects.create(epoch=epoch, datanet=datanet, amount=1_000, funded_by=datanet.owner)
@@ -105,3 +114,21 @@ def test_epochs_add_up_and_cumulative_never_decreases(epochs: list[list[tuple[in
         for total in AccountTotal.objects.all():
             assert int(total.cumulative) >= history.get(total.account_id, 0)
             history[total.account_id] = int(total.cumulative)
+
+
+@pytest.mark.django_db
+def test_an_abstaining_receipt_sends_the_contributors_part_to_the_datanets_epoch_pool() -> None:
+    version = model_version()
+    datanet = version.ml_model.datanet
+    first = rewards.epoch_open_get()
+    abstained = receipt(version, [], fee=10)
+    abstained.body = {**abstained.body, "chance": {"abstained": True}}
+    abstained.save(update_fields=["body"])
+    rewards.receipts_accrue()
+    to_pool = LedgerEntry.objects.get(receipt_id=abstained.id, kind="carry")
+    assert int(to_pool.amount) == 6 * UNIT and "receipt abstained" in to_pool.memo  # the 60% contributors' part
+    # builder 2 + platform 1 + pool 6; the curators' 1 is split among curators when the epoch closes
+    assert sum(int(e.amount) for e in LedgerEntry.objects.filter(receipt_id=abstained.id)) == 9 * UNIT
+    closed = epoch_services.epoch_close(actor=None, number=first.number)
+    pool = EpochPool.objects.get(carried_from=closed, datanet=datanet)
+    assert int(pool.amount) == 6 * UNIT and pool.epoch.status == Epoch.Status.OPEN

@@ -194,9 +194,10 @@ def test_builder_trains_watches_deploys_and_consumers_infer_and_explain(new_page
     assert receipt.inference == Inference.objects.filter(consumer=ann).latest("created_at")
     expect(consumer.get_by_role("heading", name="Explain this output")).to_be_visible()
     expect(consumer.get_by_test_id("receipt-id")).to_have_text(receipt.id)
-    top_k = consumer.get_by_test_id("top-k").locator("tbody tr")
+    top_k = consumer.get_by_test_id("top-k").locator("li")
     assert top_k.count() == len(receipt.body["top_k"]) > 0
     expect(top_k.first).to_contain_text(re.compile(r"contrib-(cara|dan)"))
+    expect(consumer.get_by_test_id("score-meaning")).to_contain_text("lowered this output's loss")
     shares = consumer.get_by_test_id("shares").locator(".barrow")
     assert shares.count() == len(receipt.body["shares"]) > 0
     percents = [float(t.rstrip("%")) for t in shares.locator("span:last-child").all_inner_texts()]

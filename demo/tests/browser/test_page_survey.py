@@ -186,7 +186,9 @@ def demo_world() -> dict[str, str]:
         Flag.objects.create(
             record=record,
             version=version,
-            reason="negative KNN-Shapley value",
+            reason=Flag.Reason.LABEL,
+            severity=0.93,
+            summary=f"Labelled '{record.label}', but a model trained without this record gives 'negative' 0.95.",
             evidence={"knn_shapley": -0.0018, "rank_of_n": [1, 500], "label": record.label},
         )
     longest = sorted(approved, key=lambda r: -len(r.data["text"]))[:5]
