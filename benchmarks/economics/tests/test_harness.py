@@ -30,8 +30,8 @@ def test_one_tiny_seed_prints_every_strategy_and_writes_the_charts(tmp_path: Pat
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    table = done.stdout.split("strategy", 1)[1].split("honest quality", 1)[0]
-    printed = {line.split()[0] for line in table.splitlines()[2:] if line.strip()}
+    table = done.stdout.split("\nstrategy", 1)[1].split("\n\n", 1)[0]  # up to the first blank line
+    printed = {line.split()[0] for line in table.splitlines()[2:]}
     assert printed == set(STRATEGY_ORDER)
     assert "Machine:" in done.stdout and "honest quality" in done.stdout
     charts = {p.name for p in out.glob("*.svg")}
