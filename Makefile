@@ -9,7 +9,7 @@ PORT ?= 8000
 # Production never sets it (README.md, "Production").
 export DATANETS_DEV ?= 1
 
-.PHONY: run test test-fast lint format migrate demo worker web ci contracts contracts-check clean
+.PHONY: run test test-fast lint format migrate demo worker web ci contracts contracts-check clean economics
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -66,6 +66,11 @@ contracts:
 
 contracts-check:
 	cd settlement/contracts && node build.mjs --check
+
+## The adversarial economics simulation (benchmarks/economics/): SEEDS=3 worlds, table printed, charts in var/economics/.
+SEEDS ?= 3
+economics: install
+	OMP_NUM_THREADS=2 $(PY) -m benchmarks.economics.run --seeds $(SEEDS)
 
 ci:
 	bash .ci/run

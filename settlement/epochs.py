@@ -110,7 +110,11 @@ def _split_pools(epoch: Epoch) -> tuple[list[LedgerEntry], dict[int, int]]:
         version, _ = valuing_version(datanet)
         weights: dict[int, int] = defaultdict(int)
         if version is not None:
-            values = RecordValuation.objects.filter(version=version, knn_shapley__gt=0, record__datanet=datanet)
+            # Only records still approved: one that curators rejected since (a confirmed flag) stops drawing pool
+            # share, even while the valuing version's snapshot still holds it.
+            values = RecordValuation.objects.filter(
+                version=version, knn_shapley__gt=0, record__datanet=datanet, record__status=Record.Status.APPROVED
+            )
             for contributor_id, value in values.values_list("record__contributor_id", "knn_shapley"):
                 weights[contributor_id] += int(value * VALUE_SCALE)
         points = points_by_account(datanet)

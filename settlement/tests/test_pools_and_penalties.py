@@ -153,6 +153,21 @@ def test_a_strangers_model_cannot_withhold_the_owners_pool() -> None:
         valuation.valuation_designate(actor=stranger.ml_model.builder, datanet=datanet, version_id=stranger.pk)
 
 
+def test_a_record_rejected_since_its_valuation_draws_no_pool_share() -> None:
+    """A confirmed flag rejects a valued record; the pool then goes to the records still approved (found by the
+    economics simulation: rejected junk kept earning pool share from the valuing version's snapshot)."""
+    datanet, owner = owner_with_credits(100)
+    version = model_version(datanet)
+    alice, mallory = UserFactory(), UserFactory()
+    _, junk = records_with_values(version, {alice: [0.3], mallory: [0.3]})
+    Record.objects.filter(pk=junk.pk).update(status=Record.Status.REJECTED)
+    epoch = rewards.epoch_open_get()
+    rewards.pool_fund(actor=owner, datanet=datanet, amount_credits=8, epoch_number=epoch.number)
+    closed = epochs.epoch_close(actor=None, number=epoch.number)
+    paid = {e.account_id: int(e.amount) for e in LedgerEntry.objects.filter(epoch=closed, kind=LedgerEntry.Kind.POOL)}
+    assert paid == {alice.pk: 8 * token_units_per_credit()}
+
+
 # ---- page ------------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""The adversarial economics simulation: farming strategies against the real services (README, "Economics")."""
