@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from accounts.tests.factories import UserFactory
-from core.errors import Forbidden, QuotaExceeded, TooLarge, UserError
+from core.errors import NotFound, QuotaExceeded, TooLarge, UserError
 from core.models import Job
 from datanets import services
 from datanets.models import Contribution, Record, RowError
@@ -280,10 +280,11 @@ def test_daily_byte_quota(datanet, alice, settings):
 
 
 def test_private_datanet_refuses_outsiders(alice, tmp_path):
+    """An outsider is told the Datanet does not exist (a 404), not that it is private (which would confirm it)."""
     private = DatanetFactory(is_public=False)
     path = tmp_path / "a.jsonl"
     path.write_bytes(jsonl(distinct_records(1)))
-    with pytest.raises(Forbidden, match="private"):
+    with pytest.raises(NotFound, match="There is no Datanet"):
         services.contribution_from_path(user=alice, datanet=private, path=path, filename="a.jsonl")
 
 

@@ -10,10 +10,9 @@ import pytest
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import UserFactory
-from attribution.models import Flag
 from datanets import services as datanet_services
 from datanets.models import Appeal, Contribution, Record, Vote
-from datanets.tests.factories import add_curators
+from datanets.tests.factories import DatanetFactory, add_curators
 from settlement import epochs, penalties, rewards
 from settlement.models import (
     Allocation,
@@ -25,6 +24,7 @@ from settlement.models import (
     WithheldRelease,
 )
 from settlement.tests.factories import model_version, ppm_shares, receipt, records_with_values
+from settlement.tests.test_pools_and_penalties import confirmed_flags
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +34,13 @@ def close_open_epoch():
 
 
 def penalized_world():
-    version = model_version()
-    datanet = version.ml_model.datanet
+    datanet = DatanetFactory()
+    version = model_version(datanet, builder=datanet.owner)  # the owner's model values the Datanet
     RewardPolicy.objects.create(datanet=datanet, penalty_threshold=1)
     alice, carol = UserFactory(), UserFactory()
-    records_with_values(version, {alice: [0.4], carol: [0.5, -0.1, -0.2]})
+    made = records_with_values(version, {alice: [0.4], carol: [0.5, -0.1, -0.2]})
+    (confirmer,) = add_curators(datanet, 1)
+    confirmed_flags(version, made[2:], confirmer)  # penalties come only from flags a curator confirmed
     EpochPool.objects.create(epoch=rewards.epoch_open_get(), datanet=datanet, amount=9_000, funded_by=datanet.owner)
     first = close_open_epoch()
     withheld = LedgerEntry.objects.get(epoch=first, kind="withheld")
@@ -79,16 +81,14 @@ def test_an_overturned_penalty_stops_counting_and_releases_the_withheld_share_at
 
 def test_an_overturned_flag_restores_the_record_and_removes_its_penalties() -> None:
     version, datanet, alice, carol, first, withheld = penalized_world()
-    curators = add_curators(datanet, 4)
+    add_curators(datanet, 4)  # a panel of curators who did not confirm the flag
     penalty = Penalty.objects.filter(account=carol).order_by("value").first()
     record = penalty.record
-    Record.objects.filter(pk=record.pk).update(status="rejected")
-    flag = Flag.objects.create(
-        record=record, version=version, reason="label check", status="confirmed", resolved_by=curators[0]
-    )
+    flag = penalty.flag
+    assert flag.status == "confirmed" and record.status == "rejected"
     appeal = datanet_services.appeal_file(appellant=carol, kind="flag", object_id=flag.pk, reason="The label is right.")
     panel = [a.curator for a in appeal.assignments.all()]
-    assert appeal.decider == Appeal.Decider.PANEL and curators[0] not in panel and len(panel) == 3
+    assert appeal.decider == Appeal.Decider.PANEL and flag.resolved_by not in panel and len(panel) == 3
     for judge in panel[:2]:
         datanet_services.appeal_vote(voter=judge, appeal_id=appeal.pk, decision="overturn", reason="Right label.")
     flag.refresh_from_db()
