@@ -11,6 +11,7 @@ from attribution.valuation import valuation_run
 from core.models import Job
 from datanets.models import Datanet, Record
 from demo.loader import DEMO_MODEL, DEMO_SLUG, PLANTED_LINES, drug_reviews, load_demo
+from models_factory import predictors
 from models_factory import services as mf
 from models_factory.models import ModelVersion, TrainingRun
 
@@ -34,6 +35,7 @@ def test_demo_model_trains_and_its_valuation_flags_the_planted_flips() -> None:
 
     mf.training_run_execute(job_id=str(run.job_id))
     version = ModelVersion.objects.get(run=run)
+    _check_card_beats_baselines(version)
     index = AttributionIndex.objects.get(version=version)
     index_build(job_id=str(index.job_id))
     index.refresh_from_db()
@@ -53,3 +55,36 @@ def test_demo_model_trains_and_its_valuation_flags_the_planted_flips() -> None:
     assert len(flagged) <= 0.15 * len(in_train)
     for flag in flags.filter(record_id__in=found):
         assert flag.evidence["label"] in {"positive", "negative"} and flag.reason
+
+
+# The issue's playground examples: each must come out right, or say that it is unsure.
+PLAYGROUND = [
+    ("This medication made me feel terrible, constant nausea and headaches, I stopped after a week.", "negative"),
+    ("It worked for a while, but side effects were about as bad as the condition.", "neutral"),
+]
+
+
+def _check_card_beats_baselines(version: ModelVersion) -> None:
+    """The demo model's card (its default recipe, on the demo's own validation split) beats each baseline in
+    accuracy and macro-F1, predicts every label, and the playground examples are right or flagged low-confidence."""
+    metrics = version.metrics
+    assert version.method == "finetune"
+    assert set(metrics["baselines"]) == {"majority", "tfidf_lr", "frozen_encoder_lr"}
+    for name, baseline in metrics["baselines"].items():
+        assert metrics["accuracy"] > baseline["accuracy"], (name, metrics["accuracy"], baseline)
+        assert metrics["macro_f1"] > baseline["macro_f1"], (name, metrics["macro_f1"], baseline)
+    assert metrics["beats_majority"] and all(metrics["beats_baselines"].values())
+    assert metrics["labels_predicted"] == ["negative", "neutral", "positive"]
+    assert set(metrics["per_label"]) == {"negative", "neutral", "positive"}
+    predictor = predictors.classifier_predictor(version)
+    for text, expected in PLAYGROUND:
+        (answer,) = predictor.predict_detailed([text])
+        assert answer["label"] == expected or answer["low_confidence"], (text, answer)
+    # The artifact serves what the card measured: its predictions on the validation split give the card's accuracy.
+    val = (
+        version.snapshot.entries.filter(split="validation").order_by("position").values_list("record__data", flat=True)
+    )
+    rows = list(val)
+    served = predictor.predict([r["text"] for r in rows])
+    accuracy = sum(label == r["label"] for (label, _), r in zip(served, rows, strict=True)) / len(rows)
+    assert abs(accuracy - metrics["accuracy"]) < 1e-9

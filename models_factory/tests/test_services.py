@@ -43,7 +43,7 @@ def test_bad_training_requests_are_refused_with_reasons(classifier_setup, tmp_pa
         services.training_run_create(actor=owner, ml_model=model, snapshot=snapshot, hyperparameters={"lrr": 1})
     with pytest.raises(UserError, match="neither a packaged model"):
         services.training_run_create(actor=owner, ml_model=model, snapshot=snapshot, base_model="/no/such/model")
-    with pytest.raises(UserError, match="method head or full"):
+    with pytest.raises(UserError, match="method finetune, head or full"):
         services.training_run_create(actor=owner, ml_model=model, snapshot=snapshot, method="lora")
     with pytest.raises(Forbidden):
         services.training_run_create(actor=UserFactory(), ml_model=model, snapshot=snapshot)
