@@ -51,7 +51,14 @@ def model_create(request: HttpRequest) -> HttpResponse:
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(ml_models_visible(request.user), slug=slug)
     versions = list(model.versions.select_related("snapshot"))
-    metric_keys = sorted({k for v in versions for k, val in v.metrics.items() if isinstance(val, (int, float))})
+    metric_keys = sorted(
+        {
+            k
+            for v in versions
+            for k, val in v.metrics.items()
+            if isinstance(val, (int, float)) and not isinstance(val, bool)
+        }
+    )
     return render(
         request,
         "models_factory/model.html",
