@@ -210,9 +210,13 @@ def main() -> None:
     parser.add_argument("--parts", default="validation,heldout,cv")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (smaller: faster)")
+    parser.add_argument("--set", action="append", default=[], help="override a recipe setting: key=JSON value")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        overrides[key] = json.loads(raw)
     report: dict[str, Any] = {"machine": machine(), "overrides": overrides}
     print("machine:", json.dumps(report["machine"]))
     records = demo_records()
