@@ -1,7 +1,7 @@
 """Text classifier: a sentence encoder (MiniLM by default) + mean pooling + a linear head.
 
 Methods:
-- `finetune` (the default recipe, chosen by benchmarks/training/classifier_bench.py): the encoder's lower layers run
+- `finetune` (the default recipe; benchmarks/training/classifier_bench.py measures it against the baselines): the encoder's lower layers run
   once (frozen, cached), its top `train_layers` layers and the head train with class-weighted cross-entropy, a
   warm-up then linear decay, and early stopping on the loss of a slice held out of the training split; max length
   is the 95th percentile of the training texts' token lengths (capped by `max_length`). With `ensemble` the served

@@ -26,7 +26,7 @@ from models_factory.trainers.errors import Cancelled, ConfigError
 
 CLASSIFIER_METHODS = ("finetune", "head", "full")
 GENERATIVE_METHODS = ("lora",)
-# The classifier recipe a run gets unless its builder changes it, chosen by benchmarks/training/classifier_bench.py.
+# The classifier recipe a run gets unless its builder changes it; benchmarks/training/classifier_bench.py measures it.
 CLASSIFIER_RECIPE: dict[str, Any] = {
     "method": "finetune",
     "epochs": 6,
