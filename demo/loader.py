@@ -174,16 +174,17 @@ def load_qa_demo(users: dict[str, User]) -> Datanet:
 
 
 def _queue_demo_training(owner: User, datanet: Datanet, snapshot: Snapshot) -> None:
-    """The demo's classifier: a head-only run on version 1, left queued for the worker that `make run` starts. When it
-    registers, the worker builds its attribution index and runs the epoch valuation (which flags bob's planted flips).
-    """
+    """The demo's classifier: the default recipe (see models_factory.trainers.classifier) on version 1, left queued
+    for the worker that `make run` starts. When it registers, the worker builds its attribution index and runs the
+    epoch valuation (which flags bob's planted flips)."""
     model = model_create(
         builder=owner,
         datanet_slug=datanet.slug,
         name=DEMO_MODEL,
-        description="Sentiment of a drug review: a classification head on the packaged MiniLM sentence encoder.",
+        description="Sentiment of a drug review: the packaged MiniLM sentence encoder, its top layers fine-tuned, "
+        "averaged with a tf-idf model where that helps; its card compares it with three baselines.",
     )
-    training_run_create(actor=owner, ml_model=model, snapshot=snapshot, method="head")
+    training_run_create(actor=owner, ml_model=model, snapshot=snapshot)
 
 
 def load_demo(*, stdout: io.TextIOBase | None = None, train_model: bool = True) -> Datanet:
@@ -254,7 +255,7 @@ def demo_summary(*, train_model: bool, header: str = "Loaded the demo:") -> str:
     if queued:
         lines.append(
             f"  Model '{DEMO_MODEL}' at {model.get_absolute_url()}: its first training run is queued; the worker that "
-            "`make run` starts trains it in about a minute, then builds its attribution index and flags records "
+            "`make run` starts trains it (about 5-10 minutes on a 2-core CPU), then builds its attribution index and flags records "
             "for the curators"
         )
     elif model is not None:

@@ -69,6 +69,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     job = JobSerializer(read_only=True, allow_null=True)
     version = serializers.SerializerMethodField()
     base_model = serializers.CharField(source="base_model_name", read_only=True)
+    steps_per_epoch = serializers.SerializerMethodField(help_text="Training steps per epoch (epoch marks on charts)")
 
     class Meta:
         model = TrainingRun
@@ -82,6 +83,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "step",
             "total_steps",
             "epoch",
+            "steps_per_epoch",
             "examples_per_s",
             "eta_s",
             "loss_history",
@@ -91,6 +93,10 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "version",
             "created_at",
         ]
+
+    def get_steps_per_epoch(self, run: TrainingRun) -> float | None:
+        # The loop reports epoch = step / steps_per_epoch, so their ratio is exact once a step is done.
+        return round(run.step / run.epoch, 6) if run.epoch and run.step else None
 
     def get_version(self, run: TrainingRun) -> int | None:
         v = getattr(run, "model_version", None)
@@ -198,6 +204,12 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, views
 class DeploySerializer(serializers.Serializer):
     deployed = serializers.BooleanField()
     price_credits = serializers.IntegerField(required=False, min_value=1)
+    confirm = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Deploy a classifier that does not beat the majority class on its validation split anyway "
+        "(without it such a deploy is refused with code below_majority_baseline).",
+    )
 
 
 class ModelVersionViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -53,7 +53,14 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
     model = get_object_or_404(ml_models_visible(request.user), slug=slug)
     versions = list(model.versions.select_related("snapshot"))
-    metric_keys = sorted({k for v in versions for k, val in v.metrics.items() if isinstance(val, (int, float))})
+    metric_keys = sorted(
+        {
+            k
+            for v in versions
+            for k, val in v.metrics.items()
+            if isinstance(val, (int, float)) and not isinstance(val, bool)
+        }
+    )
     return render(
         request,
         "models_factory/model.html",
@@ -156,9 +163,12 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             "scalar_metrics": {
                 k: val
                 for k, val in v.metrics.items()
-                if isinstance(val, (int, float)) and k not in TRAINING_FIGURES_BEFORE_0004
+                if isinstance(val, (int, float)) and not isinstance(val, bool) and k not in TRAINING_FIGURES_BEFORE_0004
             },
             "training": v.metrics.get("training") or {},
+            "baselines": _baseline_rows(v.metrics),
+            "per_label": sorted((v.metrics.get("per_label") or {}).items()),
+            "below_majority": services.below_majority_reason(v),
             "hyperparameters": {
                 k: val
                 for k, val in v.hyperparameters.items()
@@ -166,6 +176,34 @@ def version_detail(request: HttpRequest, slug: str, version: int) -> HttpRespons
             },
         },
     )
+
+
+def _baseline_rows(metrics: dict) -> list[dict]:
+    """The card's comparison: the model first, then each baseline computed in the same run, with who wins."""
+    baselines = metrics.get("baselines") or {}
+    if not baselines:
+        return []
+    beats = metrics.get("beats_baselines") or {}
+    rows = [
+        {
+            "name": "this model",
+            "accuracy": metrics.get("accuracy"),
+            "macro_f1": metrics.get("macro_f1"),
+            "labels_predicted": metrics.get("labels_predicted"),
+            "beaten": None,
+        }
+    ]
+    for name, b in baselines.items():
+        rows.append(
+            {
+                "name": b.get("title", name),
+                "accuracy": b.get("accuracy"),
+                "macro_f1": b.get("macro_f1"),
+                "labels_predicted": b.get("labels_predicted"),
+                "beaten": beats.get(name),
+            }
+        )
+    return rows
 
 
 @login_required
@@ -183,6 +221,7 @@ def version_deploy(request: HttpRequest, slug: str, version: int) -> HttpRespons
             version=v,
             deployed=deploying,
             price_credits=int(price) if price else None,
+            confirm=request.POST.get("confirm") == "1",
         )
         messages.success(request, "Deployed." if deploying else "Undeployed.")
     except ValueError:

@@ -6,7 +6,7 @@
 Apps to the right (attribution) act on registered versions and paid inferences through ``models_factory.hooks``.
 """
 
-from models_factory.services.inference import MAX_INPUT_CHARS, infer, version_deploy
+from models_factory.services.inference import MAX_INPUT_CHARS, below_majority_reason, infer, version_deploy
 from models_factory.services.training import (
     CLASSIFIER_BASES,
     CLASSIFIER_KINDS,
@@ -28,6 +28,7 @@ __all__ = [
     "GENERATIVE_BASES",
     "GENERATIVE_KINDS",
     "MAX_INPUT_CHARS",
+    "below_majority_reason",
     "checkpoints_dir",
     "model_zips_expire",
     "code_revision",

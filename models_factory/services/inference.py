@@ -26,11 +26,42 @@ log = logging.getLogger(__name__)
 # --- Deployment and serving -----------------------------------------------------------------------------------
 
 
+MIN_VALIDATION_FOR_GATE = 20
+
+
+def below_majority_reason(version: ModelVersion) -> str:
+    """Why deploying this version needs a confirmation ('' when it does not): a classifier whose validation accuracy
+    and macro-F1 do not both beat always answering the most frequent label earns fees for nothing a guess could not
+    give. Below MIN_VALIDATION_FOR_GATE validation rows the comparison is noise, and the card shows it without a gate.
+    """
+    metrics = version.metrics
+    if version.ml_model.kind != MLModel.Kind.CLASSIFIER or metrics.get("beats_majority") is not False:
+        return ""
+    if int(metrics.get("n_validation") or 0) < MIN_VALIDATION_FOR_GATE:
+        return ""
+    majority = (version.metrics.get("baselines") or {}).get("majority") or {}
+    return (
+        f"{version} does not beat the majority class on its validation split: accuracy "
+        f"{version.metrics.get('accuracy', 0):.3f} vs {majority.get('accuracy', 0):.3f} and macro-F1 "
+        f"{version.metrics.get('macro_f1', 0):.3f} vs {majority.get('macro_f1', 0):.3f} for always answering the "
+        "most frequent label. Consumers would pay for answers a guess gives. Train a better version, or deploy it "
+        "anyway with confirm."
+    )
+
+
 def version_deploy(
-    *, actor: User, version: ModelVersion, deployed: bool, price_credits: int | None = None
+    *,
+    actor: User,
+    version: ModelVersion,
+    deployed: bool,
+    price_credits: int | None = None,
+    confirm: bool = False,
 ) -> ModelVersion:
     if version.ml_model.builder_id != actor.pk and not actor.is_superuser:
         raise Forbidden("Only the model's builder can deploy or undeploy it.")
+    reason = below_majority_reason(version) if deployed and not version.deployed else ""
+    if reason and not confirm:
+        raise UserError(reason, extra={"code": "below_majority_baseline"})
     if price_credits is not None and not 0 < price_credits <= 10**12:
         raise UserError("The price per inference must be a whole number of credits above zero.")
     with transaction.atomic():
@@ -45,12 +76,17 @@ def version_deploy(
             action="model.deploy" if deployed else "model.undeploy",
             target=version,
             before=before,
-            after={"deployed": deployed, "price_credits": version.price_credits},
+            after={
+                "deployed": deployed,
+                "price_credits": version.price_credits,
+                "confirmed_below_majority": bool(reason),
+            },
         )
     return version
 
 
-MAX_INPUT_CHARS = 20_000
+# Past this an input is refused; below it a classifier truncates to its trained length (and says so).
+MAX_INPUT_CHARS = 100_000
 
 
 def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Inference:
@@ -67,7 +103,11 @@ def infer(*, consumer: User, version_id: int, payload: dict[str, Any]) -> Infere
     if not isinstance(text, str) or not text.strip():
         raise UserError(f"Send the input as '{field}': a non-empty string.")
     if len(text) > MAX_INPUT_CHARS:
-        raise UserError(f"The input is {len(text):,} characters; the limit is {MAX_INPUT_CHARS:,}.")
+        raise UserError(
+            f"The input is {len(text):,} characters long, more than this service accepts ({MAX_INPUT_CHARS:,}). "
+            "Send a shorter text: a classifier reads only its first few hundred tokens anyway.",
+            extra={"code": "input_too_long"},
+        )
     if version.ml_model.kind == MLModel.Kind.GENERATIVE:
         try:
             max_tokens = int(payload.get("max_tokens", 64))
@@ -104,9 +144,9 @@ def _run_and_record(version: ModelVersion, consumer: User, payload: dict[str, An
     started = time.perf_counter()
     try:
         if version.ml_model.kind == MLModel.Kind.CLASSIFIER:
-            ((label, probs),) = predictors.classifier_predictor(version).predict([text])
-            output: dict[str, Any] = {"label": label, "probabilities": probs}
-            tokens_in, tokens_out = 0, 0
+            (detail,) = predictors.classifier_predictor(version).predict_detailed([text])
+            output: dict[str, Any] = detail
+            tokens_in, tokens_out = detail["tokens_kept"], 0
         else:
             generated, tokens_in, tokens_out = predictors.generative_server().generate(
                 str(artifact_local_path(version.artifact_location)),

@@ -126,6 +126,7 @@ def training_run_create(
     """A queued run of a model on one of its Datanet's snapshots. ``enqueue=False`` leaves the job for the caller
     to run in its own process (``training_run_execute``), as ``manage.py train`` does."""
     from models_factory.trainers import ConfigError, TrainConfig
+    from models_factory.trainers.common import CLASSIFIER_METHODS, CLASSIFIER_RECIPE
     from models_factory.trainers.generative import lora_recipe
 
     if not can_build_on(actor, snapshot.datanet) or not can_build_on(actor, ml_model.datanet):
@@ -136,10 +137,15 @@ def training_run_create(
         raise UserError("The snapshot must come from the model's Datanet.")
     is_classifier = ml_model.kind == MLModel.Kind.CLASSIFIER
     base_model = (base_model or ("minilm" if is_classifier else "smollm2")).strip()
-    method = method or ("head" if is_classifier else "lora")
-    allowed = ("head", "full") if is_classifier else ("lora",)
+    method = method or (CLASSIFIER_RECIPE["method"] if is_classifier else "lora")
+    allowed = CLASSIFIER_METHODS if is_classifier else ("lora",)
+    if is_classifier and method == CLASSIFIER_RECIPE["method"]:
+        # The default recipe's settings, under whatever the builder set explicitly.
+        hyperparameters = {**{k: v for k, v in CLASSIFIER_RECIPE.items() if k != "method"}, **(hyperparameters or {})}
     if method not in allowed:
-        raise UserError(f"A {ml_model.get_kind_display().lower()} trains with method {' or '.join(allowed)}.")
+        raise UserError(
+            f"A {ml_model.get_kind_display().lower()} trains with method {' or '.join([', '.join(allowed[:-1]), allowed[-1]] if len(allowed) > 1 else allowed)}."
+        )
     if base_model not in CLASSIFIER_BASES | GENERATIVE_BASES and not base_model_dir_allowed(base_model):
         raise UserError(
             f"The base model '{base_model}' is neither a packaged model "

@@ -41,8 +41,9 @@ def test_train_registers_a_version_as_the_ui_does_and_predict_reads_jsonl(tmp_pa
     assert set(body) == {"version_id", "metrics", "baselines"}
     version = ModelVersion.objects.get(pk=body["version_id"])
     assert version.snapshot == snapshot and version.run.created_by == datanet.owner
-    assert version.method == "head" and version.hyperparameters["epochs"] == 1
-    assert body["metrics"]["accuracy"] == version.metrics["accuracy"] and body["baselines"] == {}
+    assert version.method == "finetune" and version.hyperparameters["epochs"] == 1
+    assert body["metrics"]["accuracy"] == version.metrics["accuracy"]
+    assert set(body["baselines"]) == {"majority", "tfidf_lr", "frozen_encoder_lr"}
     assert AuditEvent.objects.filter(action="model.register", target_id=str(version.pk)).exists()
     assert version.run.job.status == "succeeded"
 
@@ -88,7 +89,7 @@ def test_train_errors_are_sentences() -> None:
         run("train", "--datanet", datanet.slug, "--set", "epochs=many")
     with pytest.raises(CommandError, match="--set takes key=value"):
         run("train", "--datanet", datanet.slug, "--set", "epochs")
-    with pytest.raises(CommandError, match="trains with method head or full"):
+    with pytest.raises(CommandError, match="trains with method finetune, head or full"):
         run("train", "--datanet", datanet.slug, "--method", "lora")
     # A private Datanet is invisible to a stranger, exactly like a missing one.
     private, _ = snapshot_with(sentiment_records(), labels=["negative", "positive"], is_public=False)

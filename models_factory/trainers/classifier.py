@@ -1,8 +1,20 @@
 """Text classifier: a sentence encoder (MiniLM by default) + mean pooling + a linear head.
 
-Methods: `head` trains only the head on embeddings computed once (fast, CPU friendly); `full` fine-tunes everything.
-Artifact folder: config.json, labels.json, head.safetensors, training_info.json, and for `full` an `encoder/`
-Hugging Face model folder. A `head` artifact names its encoder by id and SHA-256 instead of copying 90 MB.
+Methods:
+- `finetune` (the default recipe; benchmarks/training/classifier_bench.py measures it against the baselines): the encoder's lower layers run
+  once (frozen, cached), its top `train_layers` layers and the head train with class-weighted cross-entropy, a
+  warm-up then linear decay, and early stopping on the loss of a slice held out of the training split; max length
+  is the 95th percentile of the training texts' token lengths (capped by `max_length`). With `ensemble` the served
+  probabilities average the encoder's with a tf-idf + logistic regression model trained in the same run, at the
+  weight that gives the lower loss on that held-out slice (never on the validation split the card reports).
+- `head` trains only the head on embeddings computed once (the fast option); `full` fine-tunes everything.
+
+Every method also fits the three baselines of `baselines.py` on the same training split and reports their
+validation metrics beside the model's, with a per-class report.
+
+Artifact folder: config.json, labels.json, head.safetensors, training_info.json, for `finetune`/`full` an `encoder/`
+Hugging Face model folder, and with an ensemble the tf-idf model's files. A `head` artifact names its encoder by id
+and SHA-256 instead of copying 90 MB.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from torch import nn
 
 from core.canonical import content_hash
 from models_factory.trainers.base_models import MINILM, BaseModelRef, resolve_encoder
+from models_factory.trainers.baselines import BASELINE_TITLES, TfidfClassifier, baseline_probabilities
 from models_factory.trainers.common import (
     CLASSIFIER_METHODS,
     Callbacks,
@@ -39,6 +52,11 @@ MIN_RECORDS = 4
 ARTIFACT_FORMAT = "datanets-text-classifier"
 EMBED_BATCH = 64
 TOKENIZE_BATCH = 256
+LOGIT_SCALE = 20.0  # finetune: the head sees unit embeddings times this (a cosine classifier), folded in on save
+HEAD_LR_SCALE = 20.0  # finetune: the new head learns this many times faster than the pretrained layers
+STOP_FRACTION = 0.1  # finetune: share of the training split held out for early stopping and the ensemble weight
+ENSEMBLE_WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # candidate weights of the encoder's probabilities
+MIN_FOR_STOP_SPLIT = 40
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -183,10 +201,14 @@ class ClassifierTrainer:
         index = {label: i for i, label in enumerate(label_list)}
         y_train = [index[label] for label in labels]
         y_val = [index[label] for label in val_labels]
-        max_len = min(config.max_length, getattr(encoder.config, "max_position_embeddings", config.max_length))
+        cap = min(config.max_length, getattr(encoder.config, "max_position_embeddings", config.max_length))
         meter = PhaseMeter(callbacks, "tokenizing", len(texts) + len(val_texts), unit="texts")
-        tok_train = tokenize_all(tokenizer, texts, max_len, meter)
-        tok_val = tokenize_all(tokenizer, val_texts, max_len, meter)
+        tok_train = tokenize_all(tokenizer, texts, cap, meter)
+        tok_val = tokenize_all(tokenizer, val_texts, cap, meter)
+        max_len = cap
+        if config.method == "finetune":
+            max_len = length_from_data(tok_train, cap)
+            tok_train, tok_val = truncate_rows(tok_train, max_len), truncate_rows(tok_val, max_len)
         pad_id = tokenizer.pad_token_id or 0
 
         fingerprint = content_hash(
@@ -198,23 +220,101 @@ class ClassifierTrainer:
                 "data": content_hash([texts, labels, val_texts, val_labels]),
             }
         )
-        spec = (
-            self._head_spec(
-                model, choice, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list, callbacks
+        extra_info: dict[str, Any] = {}
+        tfidf_model: TfidfClassifier | None = None
+        ensemble_weight = 1.0
+        if config.method == "finetune":
+            n_stop = int(len(texts) * STOP_FRACTION) if len(texts) >= MIN_FOR_STOP_SPLIT else 0
+            order = _epoch_order(len(texts), config.seed, -2).tolist()
+            stop_idx, fit_idx = sorted(order[:n_stop]), sorted(order[n_stop:])
+            model.encoder.to(choice.device).eval()
+            meter = PhaseMeter(callbacks, "embedding", len(tok_train) + len(tok_val), unit="texts")
+            keep = len(model.encoder.encoder.layer) - min(config.train_layers, len(model.encoder.encoder.layer))
+            hidden_train, train_x = cache_hidden(model, tok_train, pad_id, choice, keep, meter)
+            hidden_val, val_x = cache_hidden(model, tok_val, pad_id, choice, keep, meter)
+            spec = self._finetune_spec(
+                model, keep, hidden_train, y_train, fit_idx, stop_idx, pad_id, config, fingerprint, label_list
             )
-            if config.method == "head"
-            else self._full_spec(model, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
-        )
+        else:
+            # Frozen embeddings: the head method's inputs, and the baseline's for both methods.
+            model.encoder.to(choice.device).eval()
+            meter = PhaseMeter(callbacks, "embedding", len(tok_train) + len(tok_val), unit="texts")
+            train_x = embed_all(model, tok_train, pad_id, choice, meter)
+            val_x = embed_all(model, tok_val, pad_id, choice, meter)
+            model.encoder.cpu()
+            spec = (
+                self._head_spec(train_x, y_train, val_x, y_val, model, config, fingerprint, label_list)
+                if config.method == "head"
+                else self._full_spec(model, tok_train, y_train, tok_val, y_val, pad_id, config, fingerprint, label_list)
+            )
         outcome = run_loop(spec, config=config, choice=choice, callbacks=callbacks, checkpoint_dir=checkpoint_dir)
         trained = outcome.model
         if config.method == "head":
             model.head = trained
-        assert spec.evaluate is not None
+        baselines = baseline_probabilities(
+            train_texts=texts,
+            y_train=y_train,
+            val_texts=val_texts,
+            train_embeddings=train_x,
+            val_embeddings=val_x,
+            n_classes=len(label_list),
+        )
         with torch.no_grad():
-            metrics = spec.evaluate(trained)
+            if config.method == "finetune":
+                top = trained.to(choice.device).eval()
+                val_logits = upper_logits(top, hidden_val, choice)
+                if config.ensemble and stop_idx:
+                    tfidf_fit = TfidfClassifier.fit(
+                        [texts[i] for i in fit_idx], [y_train[i] for i in fit_idx], len(label_list)
+                    )
+                    stop_probs = torch.softmax(upper_logits(top, [hidden_train[i] for i in stop_idx], choice), -1)
+                    ensemble_weight, losses = choose_ensemble_weight(
+                        stop_probs,
+                        tfidf_fit.predict_proba([texts[i] for i in stop_idx]),
+                        torch.tensor([y_train[i] for i in stop_idx]),
+                    )
+                    extra_info["ensemble_losses"] = losses
+                val_probs = torch.softmax(val_logits, -1)
+                if ensemble_weight < 1.0:
+                    tfidf_model = baselines["tfidf_lr"][1]
+                    val_probs = ensemble_weight * val_probs + (1 - ensemble_weight) * baselines["tfidf_lr"][0]
+                metrics = _prob_metrics(val_probs, torch.tensor(y_val), label_list)
+                with torch.no_grad():
+                    model.head.weight.mul_(LOGIT_SCALE)  # the artifact's head takes plain unit embeddings
+            else:
+                assert spec.evaluate is not None
+                metrics = spec.evaluate(trained)
         metrics["validation_source"] = validation_note
+        metrics["baselines"] = {
+            name: {
+                "title": BASELINE_TITLES[name],
+                **_compact(_prob_metrics(probs, torch.tensor(y_val), label_list)),
+            }
+            for name, (probs, _) in baselines.items()
+        }
+        metrics["beats_baselines"] = {
+            name: metrics["accuracy"] > b["accuracy"] and metrics["macro_f1"] > b["macro_f1"]
+            for name, b in metrics["baselines"].items()
+        }
+        metrics["beats_majority"] = metrics["beats_baselines"]["majority"]
         # What the run did rather than how the model scores: the card shows it apart from the validation metrics.
-        metrics["training"] = {"examples_per_s": outcome.examples_per_s, "n_train_examples": len(texts)}
+        metrics["training"] = {
+            "examples_per_s": outcome.examples_per_s,
+            "n_train_examples": len(texts),
+            "max_length": max_len,
+            "steps_per_epoch": outcome.steps_per_epoch,
+            "n_truncated": sum(1 for row in tok_train if len(row) >= max_len),
+        }
+        if config.method == "finetune":
+            metrics["training"].update(
+                {
+                    "train_layers": len(model.encoder.encoder.layer) - keep,
+                    "early_stopping_examples": len(stop_idx),
+                    "best_step": outcome.best_step,
+                    "ensemble_weight_encoder": ensemble_weight,
+                    **extra_info,
+                }
+            )
         if outcome.eval_history:
             metrics["eval_history"] = [[s, m["val_loss"]] for s, m in outcome.eval_history]
 
@@ -239,7 +339,9 @@ class ClassifierTrainer:
         )
         if outcome.is_main_process:
             with atomic_output_dir(Path(output_dir)) as scratch:
-                self._save(scratch, model.cpu(), tokenizer, ref, label_list, config, max_len)
+                self._save(
+                    scratch, model.cpu(), tokenizer, ref, label_list, config, max_len, tfidf_model, ensemble_weight
+                )
                 result.duration_s = time.perf_counter() - started
                 result.artifact_size_bytes = dir_size(scratch)
                 write_json(scratch / "training_info.json", {**result.to_dict(), "artifact_dir": None})
@@ -248,23 +350,15 @@ class ClassifierTrainer:
 
     def _head_spec(
         self,
-        model: TextClassifier,
-        choice: DeviceChoice,
-        tok_train: list[list[int]],
+        train_x: torch.Tensor,
         y_train: list[int],
-        tok_val: list[list[int]],
+        val_x: torch.Tensor,
         y_val: list[int],
-        pad_id: int,
+        model: TextClassifier,
         config: TrainConfig,
         fingerprint: str,
         label_list: list[str],
-        callbacks: Callbacks,
     ) -> LoopSpec:
-        model.encoder.to(choice.device).eval()
-        meter = PhaseMeter(callbacks, "embedding", len(tok_train) + len(tok_val), unit="texts")
-        train_x = embed_all(model, tok_train, pad_id, choice, meter)
-        val_x = embed_all(model, tok_val, pad_id, choice, meter)
-        model.encoder.cpu()
         train_y = torch.tensor(y_train)
         val_y = torch.tensor(y_val)
 
@@ -340,6 +434,71 @@ class ClassifierTrainer:
             evaluate=evaluate,
         )
 
+    def _finetune_spec(
+        self,
+        model: TextClassifier,
+        keep: int,
+        hidden_train: list[torch.Tensor],
+        y_train: list[int],
+        fit_idx: list[int],
+        stop_idx: list[int],
+        pad_id: int,
+        config: TrainConfig,
+        fingerprint: str,
+        label_list: list[str],
+    ) -> LoopSpec:
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        top = UpperEncoder(model, keep)
+        for p in top.parameters():
+            p.requires_grad_(True)
+        train_y = torch.tensor(y_train)
+        counts = torch.bincount(train_y[fit_idx], minlength=len(label_list)).float()
+        # Class-weighted: a rare class (neutral in the demo) costs as much in total as a frequent one.
+        weight = torch.where(
+            counts > 0, counts.sum() / (len(label_list) * counts.clamp(min=1)), torch.zeros_like(counts)
+        )
+        lengths = [hidden_train[i].shape[0] for i in fit_idx]
+
+        def batches_for_epoch(epoch: int) -> list[list[int]]:
+            order = _epoch_order(len(fit_idx), config.seed, epoch).tolist()
+            # Sorted by length inside windows of 8 batches: little padding, and batches still differ every epoch.
+            window = config.batch_size * 8
+            out = []
+            for start in range(0, len(order), window):
+                chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+                out.extend(
+                    [fit_idx[i] for i in chunk[j : j + config.batch_size]]
+                    for j in range(0, len(chunk), config.batch_size)
+                )
+            return out
+
+        def loss_fn(m: nn.Module, batch: list[int]) -> torch.Tensor:
+            device = next(m.parameters()).device
+            logits = m([hidden_train[i] for i in batch], device)
+            return nn.functional.cross_entropy(logits.float(), train_y[batch].to(device), weight=weight.to(device))
+
+        def evaluate(m: nn.Module) -> dict[str, Any]:
+            device = next(m.parameters()).device
+            rows = [hidden_train[i] for i in stop_idx]
+            logits = upper_logits(m, rows, None, device=device)
+            loss = float(nn.functional.cross_entropy(logits, train_y[stop_idx]).item())
+            return {"val_loss": loss if math.isfinite(loss) else None, "split": "early-stopping slice of training"}
+
+        return LoopSpec(
+            model=top,
+            batches_for_epoch=batches_for_epoch,
+            loss_fn=loss_fn,
+            batch_examples=len,
+            fingerprint=fingerprint,
+            evaluate=evaluate if stop_idx else None,
+            param_groups=[
+                ([p for p in top.layers.parameters()], 1.0),
+                ([p for p in top.head.parameters()], HEAD_LR_SCALE),
+            ],
+            early_stopping_patience=2 if stop_idx else None,
+        )
+
     def _save(
         self,
         folder: Path,
@@ -349,8 +508,12 @@ class ClassifierTrainer:
         labels: list[str],
         config: TrainConfig,
         max_len: int,
+        tfidf: TfidfClassifier | None = None,
+        ensemble_weight: float = 1.0,
     ) -> None:
-        include_encoder = config.method == "full"
+        include_encoder = config.method in ("full", "finetune")
+        if tfidf is not None:
+            tfidf.save(folder)
         head = {k: v.detach().contiguous() for k, v in model.head.state_dict().items()}
         save_file(head, str(folder / "head.safetensors"), metadata={"format": "pt"})
         if include_encoder:
@@ -370,6 +533,8 @@ class ClassifierTrainer:
                 "normalize": model.normalize,
                 "max_length": max_len,
                 "hidden_size": model.head.in_features,
+                # Served probabilities: w * encoder's + (1 - w) * the tf-idf model's (files tfidf*.*).
+                "ensemble": {"encoder_weight": ensemble_weight, "tfidf": tfidf is not None},
             },
         )
         write_json(folder / "labels.json", labels)
@@ -428,7 +593,112 @@ def embed_all(
 
 
 def _val_metrics(logits: torch.Tensor, y: torch.Tensor, labels: list[str]) -> dict[str, Any]:
-    loss = float(nn.functional.cross_entropy(logits, y).item())
-    metrics = classification_metrics(y.tolist(), logits.argmax(-1).tolist(), labels)
+    return _prob_metrics(torch.softmax(logits.float(), dim=-1), y, labels)
+
+
+class UpperEncoder(nn.Module):
+    """The encoder's top layers and the head, run on the cached output of the frozen layers below them."""
+
+    def __init__(self, model: TextClassifier, keep: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(model.encoder.encoder.layer[keep:])
+        self.head = model.head
+
+    def forward(self, rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+        width = max(r.shape[0] for r in rows)
+        x = torch.zeros((len(rows), width, rows[0].shape[1]), device=device)
+        mask = torch.zeros((len(rows), width), device=device)
+        for i, r in enumerate(rows):
+            x[i, : r.shape[0]] = r.to(device)
+            mask[i, : r.shape[0]] = 1
+        additive = (1.0 - mask[:, None, None, :]) * torch.finfo(torch.float32).min
+        for layer in self.layers:
+            out = layer(x, attention_mask=additive)
+            x = out[0] if isinstance(out, tuple) else out
+        pooled = nn.functional.normalize(mean_pool(x, mask), dim=-1)
+        return self.head(pooled.float() * LOGIT_SCALE)
+
+
+def cache_hidden(
+    model: TextClassifier,
+    rows: list[list[int]],
+    pad_id: int,
+    choice: DeviceChoice,
+    keep: int,
+    meter: PhaseMeter | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per text: the hidden states entering layer `keep` (unpadded, on the CPU), and the frozen encoder's pooled
+    embedding (the baseline's input), from one pass."""
+    layers = getattr(getattr(model.encoder, "encoder", None), "layer", None)
+    if layers is None:
+        raise BaseModelError("method finetune needs a BERT-style encoder (encoder.layer); use method full or head")
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    hidden: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    pooled = torch.empty((len(rows), model.head.in_features))
+    autocast = (
+        torch.autocast(choice.device.type, dtype=choice.autocast_dtype)
+        if choice.autocast_dtype is not None
+        else torch.autocast("cpu", enabled=False)
+    )
+    with torch.no_grad(), autocast:
+        for chunk in iter_chunks(order, EMBED_BATCH):
+            ids, mask = pad_batch([rows[i] for i in chunk], pad_id)
+            ids, mask = ids.to(choice.device), mask.to(choice.device)
+            out = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            last = mean_pool(out.last_hidden_state.float(), mask)
+            pooled[chunk] = (nn.functional.normalize(last, dim=-1) if model.normalize else last).cpu()
+            states = out.hidden_states[keep].float().cpu()
+            for j, i in enumerate(chunk):
+                hidden[i] = states[j, : len(rows[i])].clone()
+            if meter is not None:
+                meter.advance(len(chunk))
+    return hidden, pooled
+
+
+def upper_logits(
+    top: nn.Module, rows: list[torch.Tensor], choice: DeviceChoice | None, *, device: torch.device | None = None
+) -> torch.Tensor:
+    device = device or (choice.device if choice is not None else torch.device("cpu"))
+    out = torch.empty((len(rows), top.head.out_features))
+    order = sorted(range(len(rows)), key=lambda i: rows[i].shape[0])
+    top.eval()
+    with torch.no_grad():
+        for chunk in iter_chunks(order, EMBED_BATCH):
+            out[chunk] = top([rows[i] for i in chunk], device).float().cpu()
+    return out
+
+
+def choose_ensemble_weight(
+    encoder_probs: torch.Tensor, tfidf_probs: torch.Tensor, y: torch.Tensor
+) -> tuple[float, dict[str, float]]:
+    """The encoder's weight (of ENSEMBLE_WEIGHTS) whose averaged probabilities give the lowest log loss."""
+    losses = {}
+    for w in ENSEMBLE_WEIGHTS:
+        probs = (w * encoder_probs + (1 - w) * tfidf_probs).clamp(min=1e-9)
+        losses[str(w)] = float(nn.functional.nll_loss(probs.log(), y).item())
+    best = min(ENSEMBLE_WEIGHTS, key=lambda w: losses[str(w)])
+    return best, losses
+
+
+def length_from_data(rows: list[list[int]], cap: int) -> int:
+    """The 95th percentile of the token lengths, rounded up to a multiple of 8, at least 16 and at most `cap`."""
+    lengths = sorted(len(r) for r in rows)
+    p95 = lengths[min(len(lengths) - 1, math.ceil(0.95 * len(lengths)) - 1)]
+    return max(16, min(cap, -(-p95 // 8) * 8))
+
+
+def truncate_rows(rows: list[list[int]], max_len: int) -> list[list[int]]:
+    """Cut as the tokenizer's truncation does (and as serving does): the first max_len - 1 ids and the closing one."""
+    return [row if len(row) <= max_len else row[: max_len - 1] + row[-1:] for row in rows]
+
+
+def _prob_metrics(probs: torch.Tensor, y: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    loss = float(nn.functional.nll_loss(probs.clamp(min=1e-9).log(), y).item())
+    metrics = classification_metrics(y.tolist(), probs.argmax(-1).tolist(), labels)
     metrics["val_loss"] = loss if math.isfinite(loss) else None
+    metrics["labels_predicted"] = sorted({labels[i] for i in probs.argmax(-1).tolist()})
     return metrics
+
+
+def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "per_label", "labels_predicted")}

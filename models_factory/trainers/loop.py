@@ -50,6 +50,11 @@ class LoopSpec:
     batch_examples: Callable[[Any], int]
     fingerprint: str
     evaluate: Callable[[nn.Module], dict[str, Any]] | None = None
+    # Optimizer groups as (parameters, lr multiplier); None: every trainable parameter at the configured lr.
+    param_groups: list[tuple[list[nn.Parameter], float]] | None = None
+    # Evaluate after every epoch (and at the end), keep the weights of the lowest val_loss, stop after this many
+    # evaluations without improvement. None: no early stopping.
+    early_stopping_patience: int | None = None
 
 
 @dataclass
@@ -59,6 +64,8 @@ class LoopOutcome:
     loss_history: list[tuple[int, float]]
     eval_history: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     resumed_from_step: int | None = None
+    best_step: int | None = None
+    steps_per_epoch: int = 0
     examples_per_s: float = 0.0
     is_main_process: bool = True
 
@@ -226,7 +233,12 @@ def _run_loop(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TrainingFailed("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = spec.param_groups or [(params, 1.0)]
+    optimizer = torch.optim.AdamW(
+        [{"params": g, "lr": config.learning_rate * m, "lr_scale": m} for g, m in groups],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+    )
 
     batches_cache: dict[int, list[Any]] = {}
 
@@ -258,6 +270,10 @@ def _run_loop(
         eval_history = [(int(s), m) for s, m in state.get("eval_history", [])]
         _restore_rng(state["rng"])
 
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    patience = spec.early_stopping_patience
+    eval_every = steps_per_epoch if patience is not None and not config.eval_every else config.eval_every
+    best_loss, best_step, best_state, bad_evals = math.inf, None, None, 0
     model, optimizer = runner.prepare(model, optimizer)
     meter = _Throughput()
     meter.add(0)
@@ -273,9 +289,13 @@ def _run_loop(
         epoch, index = divmod(step, steps_per_epoch)
         batches = epoch_batches(epoch)
         batch = batches[(index * world + rank) % n_batches]
+        # Linear warm-up then linear decay, computed from the step, so a resumed run needs no scheduler state.
+        if step < warmup:
+            factor = (step + 1) / warmup
+        else:
+            factor = (total_steps - step) / max(1, total_steps - warmup)
         for group in optimizer.param_groups:
-            # Linear decay computed from the step, so a resumed run needs no scheduler state.
-            group["lr"] = config.learning_rate * (1.0 - step / total_steps)
+            group["lr"] = config.learning_rate * group.get("lr_scale", 1.0) * factor
         model.train()
         with runner.autocast():
             loss = spec.loss_fn(model, batch)
@@ -298,13 +318,28 @@ def _run_loop(
         per_step = (time.perf_counter() - loop_started) / (step - start_step)
         eta = per_step * (total_steps - step)
 
-        if spec.evaluate is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
+        final_eval = patience is not None and step == total_steps
+        if (
+            spec.evaluate is not None
+            and eval_every
+            and (step % eval_every == 0 or final_eval)
+            and (step < total_steps or final_eval)
+        ):
             with torch.no_grad(), runner.autocast():
                 metrics = spec.evaluate(runner.unwrap_model(model))
             eval_history.append((step, metrics))
             on_eval = getattr(callbacks, "on_eval", None)
             if on_eval is not None:
                 on_eval(step, metrics)
+            if patience is not None and metrics.get("val_loss") is not None:
+                if metrics["val_loss"] < best_loss - 1e-4:
+                    best_loss, best_step, bad_evals = metrics["val_loss"], step, 0
+                    best_state = trainable_state(runner.unwrap_model(model))
+                else:
+                    bad_evals += 1
+                if bad_evals >= patience:
+                    callbacks.on_progress(step, step, step / steps_per_epoch, value, rate, 0.0)
+                    break
         if checkpoint_dir is not None and step % config.checkpoint_every == 0 and step < total_steps:
             if runner.is_main_process:
                 path = save_checkpoint(
@@ -326,8 +361,13 @@ def _run_loop(
 
     elapsed = time.perf_counter() - started
     runner.wait_for_everyone()
+    final = runner.unwrap_model(model)
+    if best_state is not None and best_step != step:
+        final.load_state_dict(best_state, strict=False)
     return LoopOutcome(
-        model=runner.unwrap_model(model),
+        model=final,
+        best_step=best_step,
+        steps_per_epoch=steps_per_epoch,
         steps=step,
         loss_history=loss_history,
         eval_history=eval_history,

@@ -29,7 +29,8 @@ window.DatanetsCharts = {
     return points.map(p => { n += 1; avg = weight * avg + (1 - weight) * p[1]; return [p[0], avg / (1 - Math.pow(weight, n))]; });
   },
   // Training loss: raw per step (faint) and smoothed (solid); validation loss per evaluation (dots); labelled axes.
-  loss(svg, train, val) {
+  // stepsPerEpoch (optional): a faint vertical mark and "epoch N" where each epoch ends.
+  loss(svg, train, val, stepsPerEpoch) {
     const H = 220, L = 56, B = 34, T = 10, R = 10, W = this.fit(svg, H);
     svg.innerHTML = "";
     if (!train.length && !val.length) { svg.innerHTML = '<text x="' + W / 2 + '" y="110" text-anchor="middle" fill="#667085">no steps yet</text>'; return; }
@@ -47,6 +48,13 @@ window.DatanetsCharts = {
     el("text", { ...grey, x: W - R, y: H - B + 14, "text-anchor": "end" }, String(x1));
     el("text", { ...grey, x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "training step");
     el("text", { ...grey, x: 12, y: (T + H - B) / 2, "text-anchor": "middle", transform: "rotate(-90 12 " + (T + H - B) / 2 + ")" }, "loss");
+    if (stepsPerEpoch > 0) {
+      for (let n = 1, x = stepsPerEpoch; x <= x1 && n < 200; n += 1, x = n * stepsPerEpoch) {
+        if (x < x0) continue;
+        el("line", { "data-series": "epoch", x1: sx(x), y1: T, x2: sx(x), y2: H - B, stroke: "#adb5bd", "stroke-dasharray": "2 3" });
+        el("text", { ...grey, x: sx(x) - 3, y: T + 38, "text-anchor": "end", "font-size": 10 }, "epoch " + n);
+      }
+    }
     const line = (pts, attrs) => el("polyline", { points: pts.map(p => sx(p[0]) + "," + sy(p[1])).join(" "), fill: "none", ...attrs });
     if (train.length) {
       line(train, { "data-series": "raw", stroke: "#3b5bdb", "stroke-opacity": 0.25, "stroke-width": 1 });
@@ -61,6 +69,6 @@ window.DatanetsCharts = {
 (function () {
   document.querySelectorAll("svg[data-loss]").forEach(async svg => {
     const run = await window.Datanets.api(svg.dataset.loss);
-    window.DatanetsCharts.loss(svg, run.loss_history || [], run.eval_history || []);
+    window.DatanetsCharts.loss(svg, run.loss_history || [], run.eval_history || [], run.steps_per_epoch);
   });
 })();

@@ -17,6 +17,18 @@
         out.innerHTML = "<p><strong></strong></p><p class='muted'></p>";
         out.querySelector("strong").textContent = r.output.label;
         out.querySelector(".muted").textContent = probs + " · " + r.latency_ms.toFixed(0) + " ms · fee " + r.fee;
+        if (r.output.low_confidence) {
+          const badge = document.createElement("span");
+          badge.className = "pill pending"; badge.dataset.testid = "low-confidence";
+          badge.title = "The top probability is close to chance, or the two likeliest labels are close: treat this answer as a guess.";
+          badge.textContent = "low confidence";
+          out.querySelector("p").append(" ", badge);
+        }
+        if (r.output.truncated) {
+          const t = document.createElement("p"); t.className = "muted"; t.dataset.testid = "truncated";
+          t.textContent = "Truncated: the model read the first " + r.output.tokens_kept + " of " + r.output.tokens_in + " tokens, as in training.";
+          out.appendChild(t);
+        }
       } else {
         out.innerHTML = "<pre></pre><p class='muted'></p>";
         const pre = out.querySelector("pre");

@@ -22,7 +22,7 @@
     $("run-epoch").textContent = run.epoch.toFixed(2);
     $("run-speed").textContent = run.examples_per_s.toFixed(1);
     $("run-eta").textContent = run.eta_s != null && job.status === "running" ? window.Datanets.fmtSeconds(run.eta_s) : "–";
-    window.DatanetsCharts.loss($("loss-chart"), run.loss_history || [], run.eval_history || []);
+    window.DatanetsCharts.loss($("loss-chart"), run.loss_history || [], run.eval_history || [], run.steps_per_epoch);
     if (job.status === "queued" || job.status === "running") setTimeout(tick, 1000);
     else if (run.version && !$("run-version").textContent.trim()) window.location.reload();
   }

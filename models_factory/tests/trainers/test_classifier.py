@@ -48,14 +48,18 @@ def test_predictor_gives_labels_and_probabilities_batched_like_single(trained: t
         assert probs == pytest.approx(probs_single, abs=1e-5)
 
 
-def test_predictor_refuses_empty_and_too_long_inputs(trained: tuple[Path, object]) -> None:
+def test_predictor_refuses_empty_inputs_and_truncates_long_ones_as_training_did(trained: tuple[Path, object]) -> None:
     predictor = ClassifierPredictor.load(trained[0])
     with pytest.raises(InputError, match="input 1 is empty"):
         predictor.predict(["fine", "   "])
     with pytest.raises(InputError, match="no input"):
         predictor.predict([])
-    with pytest.raises(InputError, match="too long: .* tokens, the limit is 512"):
-        predictor.predict(["word " * 600])
+    long_text = "The side effects were dreadful. " + "word " * 600
+    (answer,) = predictor.predict_detailed([long_text])
+    assert answer["truncated"] and answer["tokens_kept"] == 32 and answer["tokens_in"] > 600
+    # Exactly the cut training made: the first 31 tokens and the closing one.
+    (cut,) = predictor.predict_detailed([predictor.tokenizer.decode(predictor.tokenizer(long_text)["input_ids"][1:31])])
+    assert cut["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-5)
 
 
 def test_same_seed_gives_the_same_metrics(trained: tuple[Path, object], tmp_path: Path) -> None:
