@@ -224,7 +224,10 @@ def valuer_designate(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except UserError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or datanet.get_absolute_url())
+    back = request.POST.get("next") or ""
+    if not back.startswith("/") or back.startswith("//"):  # only back to a page of this site
+        back = datanet.get_absolute_url()
+    return redirect(back)
 
 
 def contributor(request: HttpRequest, username: str) -> HttpResponse:
