@@ -170,7 +170,19 @@ class FlagListView(APIView):
 
     permission_classes = [permissions.IsAuthenticated]
 
-    @extend_schema(responses=FlagSerializer(many=True))
+    @extend_schema(
+        responses=inline_serializer(
+            "FlagPage",
+            {
+                "count": serializers.IntegerField(),
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": FlagSerializer(many=True),
+                "valuing_version": serializers.IntegerField(allow_null=True),
+                "valuing_rule": serializers.CharField(),
+            },
+        )
+    )
     def get(self, request: Request, slug: str) -> Response:
         datanet = _curated_datanet(request, slug)
         version = request.query_params.get("version", "")

@@ -272,7 +272,8 @@ def flag_resolve(*, actor: User, flag_id: int, decision: str, reason: str = "") 
         raise UserError(f"Decide 'confirm' or 'dismiss', not {decision!r}.")
     with transaction.atomic():
         flag = Flag.objects.select_for_update().filter(pk=flag_id).first()
-        if flag is None:
+        # A flag on a Datanet the actor cannot see answers like a missing one: a 403 would say it exists.
+        if flag is None or not datanet_selectors.can_view(actor, flag.record.datanet):
             raise NotFound(f"There is no flag #{flag_id}.")
         if not datanet_selectors.is_curator(actor, flag.record.datanet):
             raise Forbidden("Only this Datanet's curators review flagged records.")

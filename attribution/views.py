@@ -206,6 +206,8 @@ def flags(request: HttpRequest, slug: str) -> HttpResponse:
 def valuer_designate(request: HttpRequest, slug: str) -> HttpResponse:
     """The owner's form (on the Datanet's rewards page): which version values the Datanet, or whose models may."""
     datanet = get_object_or_404(Datanet, slug=slug)
+    if not selectors.can_view(request.user, datanet):  # like a missing Datanet: the refusal would name a private one
+        raise Http404("No such Datanet")
     try:
         valuation_designate(
             actor=request.user,
@@ -222,7 +224,10 @@ def valuer_designate(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except UserError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or datanet.get_absolute_url())
+    back = request.POST.get("next") or ""
+    if not back.startswith("/") or back.startswith("//"):  # only back to a page of this site
+        back = datanet.get_absolute_url()
+    return redirect(back)
 
 
 def contributor(request: HttpRequest, username: str) -> HttpResponse:

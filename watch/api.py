@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from core.converters import ID_REGEX
 from core.errors import NotFound
 from core.events import EVENT_TYPES
+from datanets import selectors as datanet_selectors
 from datanets.models import Datanet
 from watch import explorer, selectors, webhooks
 from watch.models import WebhookEndpoint
@@ -46,8 +47,10 @@ class WebhookEndpointViewSet(
         slug = data.pop("datanet", "") or ""
         datanet = None
         if slug:
-            datanet = Datanet.objects.filter(slug=slug).first()
-            if datanet is None:
+            datanet = Datanet.objects.filter(
+                pk__in=datanet_selectors.datanet_ids_visible(request.user), slug=slug
+            ).first()
+            if datanet is None:  # a private Datanet the user cannot see answers like a missing one
                 raise NotFound(f"There is no Datanet {slug!r}.")
         endpoint, secret = webhooks.endpoint_create(actor=request.user, datanet=datanet, **data)
         body = WebhookEndpointCreatedSerializer(endpoint, context={"request": request, "secret": secret}).data

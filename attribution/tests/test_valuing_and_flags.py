@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.tests.factories import UserFactory
 from attribution import selectors, valuation
-from attribution.models import Flag, RecordValuation
+from attribution.models import Flag, RecordValuation, ValuationDesignation
 from attribution.tests.test_platform import build, labeled, paid_inference, trained_classifier
 from core.models import Job
 from datanets.models import Contribution, Record, Snapshot
@@ -211,3 +211,25 @@ def test_gibberish_is_credited_to_no_record_and_the_explain_page_says_why(client
     assert 'data-testid="agreement"' in page and "carry the predicted label" in page
     scores = [x.split("<")[0] for x in page.split('data-testid="score">')[1:]]
     assert scores and all(len(s.lstrip("-").replace(".", "").lstrip("0")) <= 3 for s in scores), scores
+
+
+def test_a_private_datanets_flags_and_valuer_form_answer_outsiders_like_missing_ones(client) -> None:
+    datanet, curator, version, records = setup_datanet()
+    datanet.is_public = False
+    datanet.save(update_fields=["is_public"])
+    flag = Flag.objects.create(record=records[0], version=version, severity=0.5)
+    outsider = UserFactory()
+    api = APIClient()
+    api.force_authenticate(outsider)
+    for pk in (flag.pk, 999999):  # a private Datanet's flag and a missing one read the same
+        refused = api.post(f"/api/flags/{pk}/resolve/", {"decision": "confirm"}, format="json")
+        assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+    client.force_login(outsider)
+    answer = client.post(f"/attribution/valuing/{datanet.slug}/", {"builders": outsider.username}, follow=True)
+    assert answer.status_code == 404 and datanet.title not in answer.content.decode()
+    assert not ValuationDesignation.objects.filter(datanet=datanet).exists()
+    api.force_authenticate(curator)
+    assert api.post(f"/api/flags/{flag.pk}/resolve/", {"decision": "dismiss"}, format="json").status_code == 200
+    client.force_login(datanet.owner)
+    away = client.post(f"/attribution/valuing/{datanet.slug}/", {"builders": "", "next": "https://evil.example/"})
+    assert away.status_code == 302 and away["Location"] == datanet.get_absolute_url()

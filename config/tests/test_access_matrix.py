@@ -21,11 +21,12 @@ from accounts.credits import credits_grant
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from attribution import indexes
-from attribution.models import AttributionIndex, Receipt
+from attribution.models import AttributionIndex, Flag, Receipt
 from datanets.models import Datanet, Membership, Record
 from models_factory import services as mf
 from models_factory.models import ModelVersion
 from models_factory.tests.factories import sentiment_records, snapshot_with
+from settlement.models import ReceiptChallenge
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +44,8 @@ class World:
     receipt: Receipt
     record: Record
     users: dict[str, User | None]
+    flag: Flag | None = None
+    matched_challenge: ReceiptChallenge | None = None
 
     def viewer(self, role: str) -> bool:
         """Who can see the Datanet (and so everything derived from it)."""
@@ -84,7 +87,16 @@ def build_world(private: bool) -> World:
     if private:  # the consumer has left the Datanet since the call
         Membership.objects.filter(datanet=datanet, user=users["consumer"]).delete()
     cited = inference.receipt_obj.citations.first().record
-    return World(private, datanet, version, inference.receipt_obj, cited, users)
+    receipt = inference.receipt_obj
+    # Objects the write cells aim at, in states that refuse the write after the permission check (409): a dismissed
+    # flag, a matched challenge, and an open mismatch that keeps new challenges of the receipt out.
+    flag = Flag.objects.create(record=cited, version=version, status=Flag.Status.DISMISSED, severity=0.5)
+    for status in (ReceiptChallenge.Status.MATCHED, ReceiptChallenge.Status.OPEN):
+        ReceiptChallenge.objects.create(
+            receipt_id=receipt.id, challenger=users["stranger"], recomputed_id=receipt.id, status=status
+        )
+    matched = ReceiptChallenge.objects.get(receipt_id=receipt.id, status=ReceiptChallenge.Status.MATCHED)
+    return World(private, datanet, version, receipt, cited, users, flag, matched)
 
 
 def client_for(world: World, role: str) -> APIClient:
@@ -133,7 +145,22 @@ def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | N
         ("get", f"/api/receipts/{r.pk}/", None, receipt_seen),
         ("get", f"/api/records/{w.record.pk}/credit/", None, seen),
         ("get", f"/api/jobs/{run.job_id}/", None, job_seen),
+        ("get", f"/api/datanets/{dn.slug}/valuing-version/", None, seen),
+        ("get", f"/api/receipts/{r.pk}/challenges/", None, receipt_seen),
+        # The explorer reads as an anonymous viewer: a private Datanet's receipt is missing there, whoever asks.
+        ("get", f"/explorer/receipts/{r.pk}/", None, 404 if w.private else 200),
+        ("get", f"/api/explorer/receipts/{r.pk}/", None, 404 if w.private else 200),
     ]
+    if role == "anonymous":
+        cells += [
+            ("get", f"/api/datanets/{dn.slug}/flags/", None, 401),
+            ("put", f"/api/datanets/{dn.slug}/valuing-version/", {"builders": ["nosuchuser"]}, 401),
+            ("post", f"/api/flags/{w.flag.pk}/resolve/", {"decision": "confirm"}, 401),
+            ("post", f"/attribution/valuing/{dn.slug}/", {"builders": "nosuchuser"}, 302),
+            ("post", f"/api/receipts/{r.pk}/challenges/", {}, 401),
+            ("post", f"/api/receipt-challenges/{w.matched_challenge.pk}/resolve/", {"decision": "uphold"}, 401),
+            ("post", f"/rewards/receipts/{r.pk}/challenge/", {}, 302),
+        ]
     cancel_run = {"builder": 409, "admin": 409}.get(role, 403)  # a finished run cannot be cancelled
     if role != "anonymous":
         # Writes that must not reach a private Datanet from outside: answered like a missing object.
@@ -158,6 +185,36 @@ def expectations(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | N
             ("post", f"/api/training-runs/{run.pk}/cancel/", {}, cancel_run if w.viewer(role) else 404),
             ("post", f"/api/models/{v.pk}/deploy/", {"deployed": True, "price_credits": 0}, 400),
             ("post", f"/api/jobs/{run.job_id}/cancel/", {}, {"owner": 403}.get(role, job_seen)),
+            # Flags and the valuing version: curators review flags, the owner designates the valuer.
+            (
+                "get",
+                f"/api/datanets/{dn.slug}/flags/",
+                None,
+                (200 if role == "curator" else 403) if w.viewer(role) else 404,
+            ),
+            (
+                "put",
+                f"/api/datanets/{dn.slug}/valuing-version/",
+                {"builders": ["nosuchuser"]},
+                (400 if role == "owner" else 403) if w.viewer(role) else 404,  # the owner only, not staff
+            ),
+            (
+                "post",
+                f"/api/flags/{w.flag.pk}/resolve/",
+                {"decision": "confirm"},
+                (409 if role == "curator" else 403) if w.viewer(role) else 404,
+            ),
+            ("post", f"/attribution/valuing/{dn.slug}/", {"builders": "nosuchuser"}, 302 if w.viewer(role) else 404),
+            # Receipt challenges: anyone who sees the receipt may challenge it; its Datanet's owner or staff resolve.
+            ("post", f"/api/receipts/{r.pk}/challenges/", {}, 409 if role == "consumer" or w.viewer(role) else 404),
+            (
+                "post",
+                f"/api/receipt-challenges/{w.matched_challenge.pk}/resolve/",
+                {"decision": "uphold", "reason": "checked"},
+                (409 if role in {"owner", "admin"} else 403) if receipt_seen == 200 else 404,
+            ),
+            # The page's button answers every refusal with a message on a redirect, a missing receipt's too.
+            ("post", f"/rewards/receipts/{r.pk}/challenge/", {}, 302),
         ]
     return cells
 
@@ -181,6 +238,9 @@ COVERED = {
     "api:receipt-detail", "api:record-credit", "api:job-detail", "api:model-version-infer",
     "models_factory:create", "models_factory:train", "models_factory:run_cancel", "models_factory:deploy",
     "api:training-run-cancel", "api:model-version-deploy", "api:job-cancel",
+    "api:datanet-flags", "api:datanet-valuing-version", "api:flag-resolve", "attribution:valuer",
+    "api:receipt-challenges", "api:receipt-challenge-resolve", "settlement:receipt-challenge",
+    "watch:explorer-receipt", "api:explorer-receipt",
 }  # fmt: skip
 
 

@@ -23,9 +23,10 @@ from accounts.services import token_create
 from accounts.tests.factories import UserFactory
 from config.tests import test_access_matrix as model_matrix
 from datanets import services
-from datanets.models import Contribution, Datanet, Membership, Record, Snapshot, SnapshotExport
+from datanets.models import Appeal, Contribution, Datanet, Membership, Record, Snapshot, SnapshotExport
 from datanets.tests.factories import jsonl, review_records, snapshot_with
 from settlement import rewards
+from watch.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,9 @@ class World:
     upload_id: str
     token_ids: dict[str, int]
     epoch: int
+    appeal: Appeal
+    rejected: Record
+    endpoint: WebhookEndpoint
 
     def viewer(self, role: str) -> bool:
         return not self.private or role in MEMBERS
@@ -83,7 +87,23 @@ def build_world(private: bool) -> World:
         if user is not None:
             token_ids[role] = token_create(user=user, name="matrix")[0].pk
     epoch = rewards.epoch_open_get().number
-    return World(private, datanet, snapshot, pending, result.contribution, users, str(upload.pk), token_ids, epoch)
+    # A rejection the contributor appealed; with no other curator free the owner decided it (upheld), so the vote
+    # cells are refused after the party check (409) and the world stays as it is.
+    Datanet.objects.filter(pk=datanet.pk).update(rejections_needed=1)
+    rejected = Record.objects.filter(contribution=result.contribution).exclude(pk=pending.pk).first()
+    services.vote_cast(curator=users["curator"], record_id=rejected.pk, decision="reject", reason="off topic")
+    appeal = services.appeal_file(appellant=users["contributor"], kind="rejection", object_id=rejected.pk, reason="ok")
+    assert appeal.decider == Appeal.Decider.OWNER
+    services.appeal_vote(voter=datanet.owner, appeal_id=appeal.pk, decision="uphold", reason="off topic indeed")
+    # Disabled, at an address that is refused, so enabling it is refused after the ownership check (400).
+    endpoint = WebhookEndpoint.objects.create(
+        user=datanet.owner, datanet=datanet, url="http://127.0.0.1:9/hook", event_types=["record.resolved"],
+        secret="whsec_matrix", is_active=False,
+    )  # fmt: skip
+    return World(
+        private, datanet, snapshot, pending, result.contribution, users, str(upload.pk), token_ids, epoch,
+        appeal, rejected, endpoint,
+    )  # fmt: skip
 
 
 def cells(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | None, int]]:
@@ -103,6 +123,10 @@ def cells(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | None, in
         return code if w.viewer(role) else 404
 
     d, v = f"/d/{dn.slug}", f"/d/{dn.slug}/v/{snap.version}"
+    ap, ep = w.appeal, w.endpoint
+    party = 200 if role in {"contributor", "curator", "owner", "admin"} else 404
+    ep_owner = 200 if role == "owner" else 404
+    appeal_body = {"kind": "rejection", "object_id": str(w.rejected.pk), "reason": "probe"}
     out = [
         # Datanets pages
         ("get", "/", None, 200),
@@ -211,11 +235,52 @@ def cells(w: World, role: str) -> list[tuple[str, str, dict[str, Any] | None, in
         ("get", "/api/rewards/claims/", None, api_anon if anon else 200),
         ("post", "/api/rewards/claims/", None, api_anon if anon else 400),
         ("get", "/api/rewards/earnings/", None, api_anon if anon else 200),
+        # Appeals: only the parties (appellant, decider, owner, staff) see one; others get a 404 like a missing one.
+        ("get", f"{d}/appeals/", None, 302 if anon else seen),
+        ("post", f"{d}/appeals/new/", appeal_body, 302 if anon else hid(302)),
+        ("get", f"{d}/appeals/{ap.pk}/", None, 302 if anon else party),
+        ("get", "/api/appeals/", None, api_anon if anon else 200),
+        ("post", "/api/appeals/", appeal_body, api_anon if anon else hid(409 if role == "contributor" else 403)),
+        ("get", f"/api/appeals/{ap.pk}/", None, api_anon if anon else party),
+        (
+            "post",
+            f"/api/appeals/{ap.pk}/vote/",
+            {"decision": "overturn", "reason": "probe"},
+            api_anon if anon else {"contributor": 403}.get(role, 409 if party == 200 else 404),
+        ),
+        # Webhooks: only the endpoint's owner sees or changes it.
+        ("get", "/webhooks/", None, login),
+        ("get", f"/webhooks/{ep.pk}/", None, 302 if anon else ep_owner),
+        ("post", f"/webhooks/{ep.pk}/enable/", {}, 302 if anon else (302 if role == "owner" else 404)),
+        ("get", "/api/webhooks/", None, api_anon if anon else 200),
+        (
+            "post",
+            "/api/webhooks/",
+            {"url": "http://127.0.0.1:9/x", "event_types": ["record.resolved"], "datanet": dn.slug},
+            api_anon if anon else hid(400 if role in {"owner", "admin"} else 403),
+        ),
+        ("get", f"/api/webhooks/{ep.pk}/", None, api_anon if anon else ep_owner),
+        ("get", f"/api/webhooks/{ep.pk}/deliveries/", None, api_anon if anon else ep_owner),
+        ("post", f"/api/webhooks/{ep.pk}/enable/", None, api_anon if anon else (400 if role == "owner" else 404)),
+        ("get", "/api/webhooks/event-types/", None, 200),
+        # The explorer reads as an anonymous viewer: a private Datanet's snapshot never shows, whoever asks.
+        ("get", "/explorer/", None, 200),
+        ("get", f"/explorer/search/?q={snap.root}", None, 200),
+        ("get", f"/api/explorer/search/?q={snap.root}", None, 200),
+        ("get", "/api/explorer/anchors/", None, 200),
+        ("get", "/api/explorer/snapshots/", None, 200),
+        ("get", "/api/explorer/proposals/", None, 200),
+        # Last: the owner's delete goes through (no later cell of theirs needs the endpoint, no other role sees it).
+        ("post", f"/webhooks/{ep.pk}/delete/", {}, 302 if anon or role == "owner" else 404),
     ]
     return out
 
 
-def forbidden_strings(w: World, role: str) -> dict[str, str]:
+def forbidden_strings(w: World, role: str, url: str = "") -> dict[str, str]:
+    if "explorer" in url and w.private:  # nothing of a private Datanet reaches the explorer, members included
+        # (a search echoes its query, the root: there the slug stands for the result)
+        hidden = {"title": w.datanet.title, "slug": w.datanet.slug}
+        return hidden if "search" in url else {**hidden, "root": w.snapshot.root}
     return {} if w.viewer(role) else {"title": w.datanet.title, "record text": MARK}
 
 
@@ -245,6 +310,11 @@ COVERED = {
     "api:credits", "api:reward-epochs", "api:reward-epoch", "api:reward-epoch-close", "api:reward-epoch-settle",
     "api:reward-epoch-pools", "api:reward-allocations", "api:reward-proof", "api:reward-claims",
     "api:reward-earnings",
+    "datanets:appeals", "datanets:appeal_new", "datanets:appeal", "api:appeal-list", "api:appeal-detail",
+    "api:appeal-vote", "watch:endpoints", "watch:endpoint", "watch:endpoint-enable", "watch:endpoint-delete",
+    "api:webhook-list", "api:webhook-detail", "api:webhook-deliveries", "api:webhook-enable",
+    "api:webhook-event-types", "watch:explorer", "watch:explorer-search", "api:explorer-search",
+    "api:explorer-anchors", "api:explorer-snapshots", "api:explorer-proposals",
 }  # fmt: skip
 
 
@@ -266,7 +336,7 @@ def test_every_role_sees_only_what_it_may(private: bool) -> None:
             if response.status_code != expected:
                 failures.append(f"{role:11} {method.upper()} {url}: {response.status_code}, expected {expected}")
             text = model_matrix.body_of(response)
-            for what, secret in forbidden_strings(w, role).items():
+            for what, secret in forbidden_strings(w, role, url).items():
                 if secret in text:
                     failures.append(f"{role:11} {method.upper()} {url}: the {what} is in the body")
     assert requested == COVERED, (sorted(requested - COVERED), sorted(COVERED - requested))

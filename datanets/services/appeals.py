@@ -187,9 +187,7 @@ def appeal_vote(*, voter: User, appeal_id: int, decision: str, reason: str) -> A
         appeal = Appeal.objects.select_for_update().select_related("datanet").filter(pk=appeal_id).first()
         if appeal is None or not selectors.can_view(voter, appeal.datanet):
             raise NotFound(f"There is no appeal #{appeal_id}.")
-        if not selectors.appeal_is_party(voter, appeal):
-            if selectors.is_curator(voter, appeal.datanet):
-                raise Forbidden("Only the curators drawn for this appeal vote on it; you were not drawn.")
+        if not selectors.appeal_is_party(voter, appeal):  # a curator not drawn too: only parties see an appeal
             raise NotFound(f"There is no appeal #{appeal_id}.")
         if voter.pk == appeal.appellant_id:
             raise Forbidden("This is your own appeal, so you cannot judge it.")

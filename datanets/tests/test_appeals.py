@@ -143,6 +143,10 @@ def test_bad_paths_are_refused_with_a_sentence(world) -> None:
     assert not_drawn.status_code == 403 and "not drawn" in not_drawn.json()["detail"]
     outsider = api_as(UserFactory()).post(f"/api/appeals/{appeal_id}/vote/", vote, format="json")
     assert outsider.status_code == 404
+    (bystander,) = add_curators(world["datanet"], 1)  # a curator who is no party reads it like a missing appeal
+    voted = api_as(bystander).post(f"/api/appeals/{appeal_id}/vote/", vote, format="json")
+    assert voted.status_code == 404 and voted.json()["code"] == "not_found"
+    assert api_as(bystander).get(f"/api/appeals/{appeal_id}/").status_code == 404
     missing = api_as(alice).post("/api/appeals/", {**body, "object_id": "999999"}, format="json")
     assert missing.status_code == 404
     unknown = api_as(alice).post("/api/appeals/", {**body, "kind": "haircut"}, format="json")

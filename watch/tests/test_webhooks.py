@@ -230,6 +230,14 @@ def test_strangers_cannot_register_on_a_datanet_or_read_its_deliveries(
         {"url": receiver.url, "event_types": ["record.resolved"], "datanet": datanet.slug},
         format="json",
     )
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"  # the Datanet is private
+    member = APIClient()
+    member.force_authenticate(curators[0])
+    answer = member.post(
+        "/api/webhooks/",
+        {"url": receiver.url, "event_types": ["record.resolved"], "datanet": datanet.slug},
+        format="json",
+    )
     assert answer.status_code == 403 and answer.json()["code"] == "forbidden"
     endpoint, _ = webhooks.endpoint_create(
         actor=datanet.owner, url=receiver.url, event_types=["record.resolved"], datanet=datanet
@@ -315,3 +323,13 @@ def test_the_pages_register_an_endpoint_and_show_its_secret_once(receiver, resol
     ).content.decode()
     assert WebhookEndpoint.objects.count() == 1  # the stranger's form does not even offer the Datanet
     assert json.dumps(datanet.slug) not in page
+
+
+def test_an_endpoint_for_a_private_datanet_answers_an_outsider_like_a_missing_datanet() -> None:
+    datanet = DatanetFactory(is_public=False)
+    api = APIClient()
+    api.force_authenticate(UserFactory())
+    body = {"url": "https://example.com/hook", "event_types": ["record.resolved"]}
+    answers = [api.post("/api/webhooks/", {**body, "datanet": slug}, format="json") for slug in (datanet.slug, "nope")]
+    assert [a.status_code for a in answers] == [404, 404]
+    assert datanet.title not in answers[0].content.decode() and not WebhookEndpoint.objects.exists()
