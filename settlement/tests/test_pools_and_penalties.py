@@ -157,7 +157,7 @@ def test_a_record_rejected_since_its_valuation_draws_no_pool_share() -> None:
     """A confirmed flag rejects a valued record; the pool then goes to the records still approved (found by the
     economics simulation: rejected junk kept earning pool share from the valuing version's snapshot)."""
     datanet, owner = owner_with_credits(100)
-    version = model_version(datanet)
+    version = model_version(datanet, builder=owner)  # the owner's model values the Datanet
     alice, mallory = UserFactory(), UserFactory()
     _, junk = records_with_values(version, {alice: [0.3], mallory: [0.3]})
     Record.objects.filter(pk=junk.pk).update(status=Record.Status.REJECTED)
