@@ -68,7 +68,7 @@ def test_fees_accrue_admin_settles_contributor_claims_and_verify_agrees(
     alice = linked_user(username="contrib-alice")
     datanet = DatanetFactory(owner=owner, title="Support tickets", slug="support-tickets")
     CreditAccount.objects.create(user=owner, balance=100)
-    version = model_version(datanet)
+    version = model_version(datanet, builder=owner)  # the owner's model values the Datanet (splits its pool)
     records_with_values(version, {alice: [0.5, 0.25]})  # alice's records carry the epoch valuation
     for _ in range(5):  # five paid inferences, fully attributed to alice: 6 credits each are hers (60%)
         receipt(version, ppm_shares({alice: 1}), fee=10)
