@@ -330,9 +330,9 @@ class Platform:
 
     def deciding_version(self) -> int | None:
         """The version whose valuation decides the Datanet's pools and penalties."""
-        from settlement.penalties import latest_valued_version
+        from attribution.selectors import valuing_version
 
-        version = latest_valued_version(self.datanet)
+        version, _ = valuing_version(self.datanet)
         return version.pk if version is not None else None
 
     def pool_weight_share(self, version_id: int, names: list[str]) -> float:
