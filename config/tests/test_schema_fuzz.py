@@ -207,6 +207,9 @@ def test_stateful_sequences_answer_as_documented(world: World) -> None:
             max_examples=STATEFUL_SCENARIOS,
             stateful_step_count=STATEFUL_STEPS,
             derandomize=True,
+            # No shrinking: each step changes the world the next examples draw links from, so a replay draws
+            # differently and hypothesis calls that flaky; a failure is reported as first found instead.
+            phases=[Phase.explicit, Phase.generate],
             database=None,
             deadline=None,
             suppress_health_check=list(HealthCheck),
