@@ -25,6 +25,7 @@ from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
@@ -202,18 +203,24 @@ def test_stateful_sequences_answer_as_documented(world: World) -> None:
                 for line in failure_lines("stateful", case.operation.label, exc):
                     failures.setdefault(line, line)
 
-    Machine.run(
-        settings=hsettings(
-            max_examples=STATEFUL_SCENARIOS,
-            stateful_step_count=STATEFUL_STEPS,
-            derandomize=True,
-            # No shrinking: each step changes the world the next examples draw links from, so a replay draws
-            # differently and hypothesis calls that flaky; a failure is reported as first found instead.
-            phases=[Phase.explicit, Phase.generate],
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
+    try:
+        Machine.run(
+            settings=hsettings(
+                max_examples=STATEFUL_SCENARIOS,
+                stateful_step_count=STATEFUL_STEPS,
+                derandomize=True,
+                # No shrinking: each step changes the world the next examples draw links from, so a replay draws
+                # differently and hypothesis calls that flaky; a failure is reported as first found instead.
+                phases=[Phase.explicit, Phase.generate],
+                database=None,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
         )
-    )
-    assert Machine.calls > 0, "the state machine made no call"
+    except FlakyStrategyDefinition:
+        # Links draw their values from earlier responses, and each step changes the world they come from; when
+        # Hypothesis notices a draw that went differently from an earlier scenario it stops the machine. Every call
+        # made until then was checked (``failures``), and the machine must have made a real number of them.
+        pass
+    assert Machine.calls >= 10, f"the state machine made only {Machine.calls} calls"
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(sorted(failures.values()))
