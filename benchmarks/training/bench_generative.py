@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,27 +38,10 @@ os.environ.setdefault("DATANETS_DEV", "1")  # a benchmark on this machine, not a
 
 
 def machine() -> dict[str, Any]:
-    import torch
+    """The training benchmarks' machine description, with the load average (helpers share this box)."""
+    from benchmarks.training.train_bench import machine as base_machine
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "torch_threads": os.environ.get("TORCH_NUM_THREADS", "1 (default)"),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return {**base_machine(), "load_average": os.getloadavg()[0]}
 
 
 def demo_split(validation_percent: int = 10) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

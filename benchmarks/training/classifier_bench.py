@@ -26,7 +26,6 @@ import html
 import io
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -47,27 +46,10 @@ VALIDATION_PERCENT = 10
 
 
 def machine() -> dict[str, Any]:
-    import torch
+    """The training benchmarks' machine description, with the load average (helpers share this box)."""
+    from benchmarks.training.train_bench import machine as base_machine
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_avg_1m": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "torch_threads": os.environ.get("TORCH_NUM_THREADS", "1 (default)"),
-        "python": platform.python_version(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return {**base_machine(), "load_avg_1m": os.getloadavg()[0]}
 
 
 def _rows(split: str) -> list[dict[str, str]]:
